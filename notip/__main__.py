@@ -1,0 +1,5 @@
+import sys
+
+from notip.cli import main
+
+sys.exit(main())

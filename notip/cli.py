@@ -1,0 +1,126 @@
+"""`notip …` entry points. Thin: each sub-package registers its own commands."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from notip import bridge, logs
+
+# Modules that contribute sub-commands through `register(subparsers)`.
+COMMAND_MODULES: tuple[str, ...] = ("notip.devstack",)
+
+
+def _tls_from_env(args: argparse.Namespace) -> tuple[str, Path, Path, Path]:
+    def pick(flag: str | None, env: str) -> str:
+        value = flag or os.environ.get(env)
+        if not value:
+            raise SystemExit(f"error: {env} is required (or pass the matching option)")
+        return value
+
+    return (
+        pick(args.nats_url, "NATS_URL"),
+        Path(pick(args.ca, "NATS_TLS_CA")),
+        Path(pick(args.cert, "NATS_TLS_CERT")),
+        Path(pick(args.key, "NATS_TLS_KEY")),
+    )
+
+
+def cmd_pki_init(args: argparse.Namespace) -> int:
+    from notip.pki import init_pki
+
+    written = init_pki(args.dir)
+    print(f"PKI in {args.dir}: " + (", ".join(written) if written else "nothing to do"))
+    return 0
+
+
+def cmd_nats_conf(args: argparse.Namespace) -> int:
+    from notip.natsconf import NatsConfig
+
+    conf = NatsConfig(
+        pki_dir=Path(args.pki_dir),
+        store_dir=Path(args.store_dir),
+        host=args.host,
+        port=args.port,
+        monitor_port=args.monitor_port,
+    )
+    if args.out == "-":
+        sys.stdout.write(conf.render())
+    else:
+        conf.write(Path(args.out))
+        print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_nats_init_streams(args: argparse.Namespace) -> int:
+    from notip import natsio
+
+    url, ca, cert, key = _tls_from_env(args)
+
+    async def main() -> dict[str, str]:
+        import trio
+
+        tls = natsio.tls_context(natsio.TlsFiles(ca, cert, key))
+        with trio.fail_after(args.timeout):
+            nc = await natsio.connect(url, tls, name="notip-init-streams")
+        try:
+            return await natsio.init_streams(nc)
+        finally:
+            await natsio.drain(nc)
+
+    result = bridge.run(main)
+    for name, outcome in result.items():
+        print(f"{name}: {outcome}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="notip", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    pki = sub.add_parser("pki", help="the platform's certificates")
+    pki_sub = pki.add_subparsers(dest="pki_command", required=True)
+    init = pki_sub.add_parser("init", help="create the CA and certificates (idempotent)")
+    init.add_argument("--dir", required=True, help="PKI directory")
+    init.set_defaults(func=cmd_pki_init)
+
+    nats_p = sub.add_parser("nats", help="NATS set-up")
+    nats_sub = nats_p.add_subparsers(dest="nats_command", required=True)
+    conf = nats_sub.add_parser("conf", help="write nats-server.conf (mTLS, verify_and_map)")
+    conf.add_argument("--pki-dir", required=True)
+    conf.add_argument("--store-dir", default="/data/jetstream")
+    conf.add_argument("--host", default="0.0.0.0")
+    conf.add_argument("--port", type=int, default=4222)
+    conf.add_argument("--monitor-port", type=int, default=8222)
+    conf.add_argument("--out", default="-", help="file to write, '-' for stdout")
+    conf.set_defaults(func=cmd_nats_conf)
+    streams = nats_sub.add_parser(
+        "init-streams", help="create or update the six platform streams (idempotent)"
+    )
+    streams.add_argument("--nats-url", help="default $NATS_URL")
+    streams.add_argument("--ca", help="default $NATS_TLS_CA")
+    streams.add_argument("--cert", help="default $NATS_TLS_CERT")
+    streams.add_argument("--key", help="default $NATS_TLS_KEY")
+    streams.add_argument("--timeout", type=float, default=60.0, help="give up after (s)")
+    streams.set_defaults(func=cmd_nats_init_streams)
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logs.setup()
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

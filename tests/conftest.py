@@ -1,0 +1,85 @@
+"""Real services for the whole suite: a PKI, an mTLS nats-server with the platform's
+streams, and a PostgreSQL cluster. Started once per session from local binaries (the
+same helpers `notip dev` uses)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from notip import bridge, natsio
+from notip.localservers import NatsServer, PostgresServer
+from notip.pki import PkiPaths, init_pki
+
+
+@pytest.fixture(scope="session")
+def workdir() -> Iterator[Path]:
+    # World-traversable so that PostgreSQL, run as the `postgres` user when the
+    # suite runs as root, can reach its data directory.
+    path = Path(tempfile.mkdtemp(prefix="notip-tests-"))
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pki(workdir: Path) -> PkiPaths:
+    init_pki(workdir / "pki")
+    return PkiPaths(workdir / "pki")
+
+
+@pytest.fixture(scope="session")
+def nats_server(workdir: Path, pki: PkiPaths) -> Iterator[NatsServer]:
+    with NatsServer(workdir / "nats", pki.root) as server:
+
+        async def bootstrap() -> None:
+            tls = natsio.tls_context(natsio.TlsFiles(pki.ca_cert, pki.cert("management-api"), pki.key("management-api")))
+            nc = await natsio.connect_once(server.url, tls, name="test-bootstrap")
+            try:
+                await natsio.init_streams(nc)
+            finally:
+                await natsio.drain(nc)
+
+        bridge.run(bootstrap)
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres(workdir: Path, pki: PkiPaths) -> Iterator[PostgresServer]:
+    server = PostgresServer(
+        workdir / "pg" / "data",
+        tls_cert=pki.postgres_server_cert,
+        tls_key=pki.postgres_server_key,
+        fsync=False,
+    )
+    (workdir / "pg").mkdir(exist_ok=True)
+    os.chmod(workdir / "pg", 0o755)
+    with server:
+        yield server
+
+
+def service_tls(pki: PkiPaths, service: str) -> natsio.TlsFiles:
+    return natsio.TlsFiles(pki.ca_cert, pki.cert(service), pki.key(service))
+
+
+@pytest.fixture
+async def aio_loop() -> AsyncIterator[None]:
+    """The trio-asyncio loop, opened the way every daemon opens it."""
+    async with bridge.loop():
+        yield
+
+
+@pytest.fixture
+async def nc(aio_loop: None, nats_server: NatsServer, pki: PkiPaths) -> AsyncIterator[natsio.NATS]:
+    """A service connection (management-api identity) for a test."""
+    tls = natsio.tls_context(service_tls(pki, "management-api"))
+    with trio.fail_after(10):
+        conn = await natsio.connect(nats_server.url, tls, name="test")
+    yield conn
+    await natsio.drain(conn)
