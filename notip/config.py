@@ -1,0 +1,115 @@
+"""Reading settings from environment variables (CONTRACTS §5).
+
+Every daemon's `settings.py` builds a frozen dataclass through an `Env` reader, which
+collects *all* problems and raises one `ConfigError` whose message names each
+variable, so a bad deployment is fixed in one round.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TypeVar
+
+from notip.httpserve import parse_addr
+
+T = TypeVar("T")
+
+_MISSING = object()
+
+
+class ConfigError(ValueError):
+    """One or more settings are missing or invalid; the message names them."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration: " + "; ".join(problems))
+
+
+class Env:
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        self.problems: list[str] = []
+
+    def _raw(self, name: str, default: object) -> str | object:
+        value = self.environ.get(name)
+        if value is None or value.strip() == "":
+            if default is _MISSING:
+                self.problems.append(f"{name} is required")
+            return default
+        return value.strip()
+
+    def _parse(self, name: str, default: object, parse: Callable[[str], T]) -> T:
+        raw = self._raw(name, default)
+        if not isinstance(raw, str):
+            return raw  # type: ignore[return-value]  # the default, or _MISSING
+        try:
+            return parse(raw)
+        except ValueError as exc:
+            self.problems.append(f"{name}={raw!r}: {exc}")
+            return default  # type: ignore[return-value]
+
+    def str(self, name: str, default: object = _MISSING) -> str:
+        return self._parse(name, default, lambda s: s)
+
+    def path(self, name: str, default: object = _MISSING, *, must_exist: bool = False) -> Path:
+        def parse(s: str) -> Path:
+            p = Path(s)
+            if must_exist and not p.exists():
+                raise ValueError("file does not exist")
+            return p
+
+        return self._parse(name, default, parse)
+
+    def optional_path(self, name: str, *, must_exist: bool = False) -> Path | None:
+        return self.path(name, None, must_exist=must_exist)  # type: ignore[arg-type]
+
+    def int(
+        self, name: str, default: object = _MISSING, *, min: int | None = None, max: int | None = None
+    ) -> int:
+        def parse(s: str) -> int:
+            try:
+                v = int(s, 10)
+            except ValueError:
+                raise ValueError("not an integer") from None
+            if min is not None and v < min:
+                raise ValueError(f"must be >= {min}")
+            if max is not None and v > max:
+                raise ValueError(f"must be <= {max}")
+            return v
+
+        return self._parse(name, default, parse)
+
+    def bool(self, name: str, default: object = _MISSING) -> bool:
+        def parse(s: str) -> bool:
+            low = s.lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true or false")
+
+        return self._parse(name, default, parse)
+
+    def choice(self, name: str, choices: tuple[str, ...], default: object = _MISSING) -> str:
+        def parse(s: str) -> str:
+            if s not in choices:
+                raise ValueError(f"expected one of {', '.join(choices)}")
+            return s
+
+        return self._parse(name, default, parse)
+
+    def addr(self, name: str, default: object = _MISSING) -> str:
+        def parse(s: str) -> str:
+            parse_addr(s)
+            return s
+
+        return self._parse(name, default, parse)
+
+    def problem(self, message: str) -> None:
+        self.problems.append(message)
+
+    def check(self) -> None:
+        """Raise ConfigError when anything was missing or invalid."""
+        if self.problems:
+            raise ConfigError(self.problems)
