@@ -83,3 +83,14 @@ async def nc(aio_loop: None, nats_server: NatsServer, pki: PkiPaths) -> AsyncIte
         conn = await natsio.connect(nats_server.url, tls, name="test")
     yield conn
     await natsio.drain(conn)
+
+
+@pytest.fixture
+def pg_database(postgres: PostgresServer) -> Iterator[str]:
+    """A fresh, empty database on the session's PostgreSQL; yields its DSN."""
+    import uuid
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    postgres._psql(f'CREATE DATABASE "{name}"')  # noqa: SLF001
+    yield postgres.dsn.rsplit("/", 1)[0] + f"/{name}"
+    postgres._psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # noqa: SLF001
