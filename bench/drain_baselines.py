@@ -1,0 +1,177 @@
+"""The two reference consumers of the backlog-drain benchmark, each run as its own
+process (`python -m bench.drain_baselines --variant limit|naive ...`):
+
+- limit: the least a JetStream → PostgreSQL consumer can do on this runtime (Trio +
+  trio-asyncio): a continuous-credit batch pull on nats-py's core API, one unnest
+  INSERT per batch, acks as plain publishes. No validation, liveness or metrics.
+- naive: what a straightforward Trio implementation gets: nats-py `fetch()`, one
+  unnest INSERT per batch, then `await msg.ack()` per message through the bridge.
+
+Both are deliberately written here, apart from the daemon, so that the comparison
+measures the daemon against an independent floor and ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import nats.errors
+import trio
+from nats.js import api
+
+from notip import bridge, natsio
+
+DDL = """
+CREATE TABLE IF NOT EXISTS telemetry (
+    time timestamptz NOT NULL, tenant_id text NOT NULL, gateway_id text NOT NULL,
+    sensor_id text NOT NULL, sensor_type text NOT NULL, encrypted_data text NOT NULL,
+    iv text NOT NULL, auth_tag text NOT NULL, key_version integer NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS telemetry_dedupe ON telemetry (tenant_id, gateway_id, time, iv);
+"""
+
+INSERT = """
+INSERT INTO telemetry (time, tenant_id, gateway_id, sensor_id, sensor_type,
+                       encrypted_data, iv, auth_tag, key_version)
+SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[],
+                     $6::text[], $7::text[], $8::text[], $9::int[])
+ON CONFLICT DO NOTHING
+"""
+
+
+def columns(payloads: list[tuple[str, bytes]]) -> list[list[Any]]:
+    import datetime as dt
+
+    cols: list[list[Any]] = [[] for _ in range(9)]
+    for subject, data in payloads:
+        e = json.loads(data)
+        cols[0].append(dt.datetime.fromisoformat(e["timestamp"].replace("Z", "+00:00")))
+        cols[1].append(subject.split(".")[2])
+        cols[2].append(e["gatewayId"])
+        cols[3].append(e["sensorId"])
+        cols[4].append(e["sensorType"])
+        cols[5].append(e["encryptedData"])
+        cols[6].append(e["iv"])
+        cols[7].append(e["authTag"])
+        cols[8].append(e["keyVersion"])
+    return cols
+
+
+async def add_durable(nc: natsio.NATS, durable: str) -> None:
+    await bridge.call(
+        nc.jetstream().add_consumer,
+        "TELEMETRY",
+        api.ConsumerConfig(
+            durable_name=durable,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            deliver_policy=api.DeliverPolicy.ALL,
+            filter_subject="telemetry.data.>",
+            ack_wait=60,
+            max_ack_pending=20000,
+        ),
+    )
+
+
+async def run_limit(nc: natsio.NATS, pool: asyncpg.Pool, durable: str, expected: int, batch: int) -> int:
+    await add_durable(nc, durable)
+    buffer: list[Any] = []
+    wake = trio.Event()
+    inbox = nc.new_inbox()
+
+    async def on_msg(msg: Any) -> None:
+        if msg.reply:  # status replies (408/404) carry no reply subject
+            buffer.append(msg)
+            if len(buffer) >= batch:
+                wake.set()
+
+    sub = await bridge.call(nc.subscribe, inbox, cb=on_msg, pending_msgs_limit=10 * batch)
+    next_subject = f"$JS.API.CONSUMER.MSG.NEXT.TELEMETRY.{durable}"
+
+    async def ask(n: int) -> None:
+        req = json.dumps({"batch": n, "expires": 5_000_000_000}).encode()
+        await nc.publish(next_subject, req, reply=inbox)
+        await nc.flush()
+
+    async def write_and_ack(msgs: list[Any]) -> None:
+        cols = columns([(m.subject, m.data) for m in msgs])
+        async with pool.acquire() as conn:
+            await conn.execute(INSERT, *cols)
+        for m in msgs:
+            await nc.publish(m.reply, b"+ACK")
+
+    done = 0
+    outstanding = 0
+    while done < expected:
+        if outstanding <= batch:
+            # Keep about two batches of credit outstanding at all times.
+            await bridge.call(ask, batch)
+            outstanding += batch
+        if len(buffer) < batch:
+            wake = trio.Event()
+            with trio.move_on_after(0.02):
+                await wake.wait()
+        take, buffer[:] = buffer[:batch], buffer[batch:]
+        if take:
+            await bridge.call(write_and_ack, take)
+            done += len(take)
+            outstanding -= len(take)
+    await bridge.call(nc.flush)
+    await bridge.shielded(sub.unsubscribe)
+    return done
+
+
+async def run_naive(nc: natsio.NATS, pool: asyncpg.Pool, durable: str, expected: int, batch: int) -> int:
+    await add_durable(nc, durable)
+    js = nc.jetstream()
+    sub = await bridge.call(js.pull_subscribe, "telemetry.data.>", durable=durable, stream="TELEMETRY")
+    done = 0
+    while done < expected:
+        try:
+            msgs = await bridge.call(sub.fetch, batch, timeout=1)
+        except nats.errors.TimeoutError:
+            continue
+        cols = columns([(m.subject, m.data) for m in msgs])
+
+        async def insert(cols: list[list[Any]] = cols) -> None:
+            async with pool.acquire() as conn:
+                await conn.execute(INSERT, *cols)
+
+        await bridge.call(insert)
+        for m in msgs:
+            await bridge.call(m.ack)
+        done += len(msgs)
+    await bridge.call(nc.flush)
+    return done
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    tls = natsio.tls_context(natsio.TlsFiles(Path(args.ca), Path(args.cert), Path(args.key)))
+    nc = await natsio.connect(args.nats_url, tls, name=f"bench-{args.variant}")
+    pool = await bridge.call(asyncpg.create_pool, args.dsn, min_size=1, max_size=2, ssl="require")
+
+    async def ddl() -> None:
+        async with pool.acquire() as conn:
+            await conn.execute(DDL)
+
+    await bridge.call(ddl)
+    run = run_limit if args.variant == "limit" else run_naive
+    t0 = trio.current_time()
+    n = await run(nc, pool, args.durable, args.expected, args.batch)
+    elapsed = trio.current_time() - t0
+    await bridge.shielded(pool.close)
+    await natsio.drain(nc)
+    return {"variant": args.variant, "messages": n, "seconds": elapsed}
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser()
+    p.add_argument("--variant", choices=("limit", "naive"), required=True)
+    for opt in ("nats-url", "ca", "cert", "key", "dsn", "durable"):
+        p.add_argument(f"--{opt}", required=True)
+    p.add_argument("--expected", type=int, required=True)
+    p.add_argument("--batch", type=int, default=1000)
+    a = p.parse_args()
+    print(json.dumps(bridge.run(lambda: main(a))), flush=True)

@@ -1,0 +1,144 @@
+"""Shared pieces of the benchmarks: the same local nats-server and PostgreSQL helpers
+the tests use (fsync on), process CPU/RSS readings from /proc, medians, and the
+figure table."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from notip import natsio
+from notip.localservers import NatsServer, PostgresServer
+from notip.pki import PkiPaths, init_pki
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Stack:
+    root: Path
+    pki: PkiPaths
+    nats: NatsServer
+    pg: PostgresServer
+
+    def tls(self, service: str) -> natsio.TlsFiles:
+        return natsio.TlsFiles(self.pki.ca_cert, self.pki.cert(service), self.pki.key(service))
+
+    def password_file(self) -> Path:
+        path = self.root / "db-password"
+        path.write_text(self.pg.password + "\n")
+        return path
+
+
+@contextmanager
+def stack(fsync: bool = True) -> Iterator[Stack]:
+    root = Path(tempfile.mkdtemp(prefix="notip-bench-"))
+    os.chmod(root, 0o755)
+    try:
+        init_pki(root / "pki")
+        pki = PkiPaths(root / "pki")
+        (root / "pg").mkdir()
+        os.chmod(root / "pg", 0o755)
+        with NatsServer(root / "nats", pki.root) as nats, PostgresServer(
+            root / "pg" / "data",
+            tls_cert=pki.postgres_server_cert,
+            tls_key=pki.postgres_server_key,
+            fsync=fsync,
+        ) as pg:
+            yield Stack(root, pki, nats, pg)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# -- /proc readings ----------------------------------------------------------------
+
+
+def _stat(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/stat") as fh:
+        data = fh.read()
+    # The command name may contain spaces: split after the closing parenthesis.
+    return data[data.rindex(")") + 2 :].split()
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = _stat(pid)
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if int(_stat(int(entry))[1]) == pid:
+                    out.append(int(entry))
+            except (OSError, IndexError):
+                continue
+    return out
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of a process, its reaped children (cutime/cstime) and its live children
+    (PostgreSQL's backends)."""
+    try:
+        fields = _stat(pid)
+    except OSError:
+        return 0.0
+    own = sum(int(x) for x in fields[11:15]) / CLK_TCK
+    return own + sum(cpu_seconds(c) for c in children(pid))
+
+
+def peak_rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+# -- figures -------------------------------------------------------------------------
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+@dataclass
+class Figure:
+    bench: str
+    name: str
+    value: float
+    unit: str
+    target: str = ""
+    met: bool | None = None
+    runs: list[float] = field(default_factory=list)
+
+
+def print_table(figures: list[Figure]) -> None:
+    rows = [("benchmark", "figure", "median", "unit", "target", "met")]
+    for f in figures:
+        met = "" if f.met is None else ("yes" if f.met else "NO")
+        rows.append((f.bench, f.name, f"{f.value:,.2f}", f.unit, f.target, met))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for i, row in enumerate(rows):
+        print("  ".join(cell.ljust(widths[j]) for j, cell in enumerate(row)))
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def write_json(figures: list[Figure], path: Path, meta: dict[str, object]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"meta": meta, "figures": [asdict(f) for f in figures]}, indent=2))
