@@ -217,8 +217,10 @@ class PostgresServer:
         tls_cert: Path | None = None,
         tls_key: Path | None = None,
         fsync: bool = True,
+        settings: dict[str, str] | None = None,
     ) -> None:
         self.datadir = Path(datadir).resolve()
+        self.settings = dict(settings or {})
         self.port = port or free_port()
         self.user = user
         self.password = password
@@ -295,6 +297,8 @@ class PostgresServer:
             args += ["-c", "ssl=on", "-c", f"ssl_cert_file={cert}", "-c", f"ssl_key_file={key}"]
         if self.timescaledb:
             args += ["-c", "shared_preload_libraries=timescaledb", "-c", "timescaledb.telemetry_level=off"]
+        for name, value in self.settings.items():
+            args += ["-c", f"{name}={value}"]
         return args
 
     def _psql(self, sql: str, database: str = "postgres") -> str:
