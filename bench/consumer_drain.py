@@ -12,23 +12,24 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
-import subprocess
 import sys
 import uuid
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
 import nats.js.errors
 import trio
 
-from bench.harness import Figure, Stack, median, peak_rss_mb, tree_cpu_seconds
+from bench.harness import Child, Figure, Stack, median, peak_rss_mb, tree_cpu_seconds
 from notip import bridge, envelope, natsio
 
 POLL_S = 0.02
 
 
-async def prefill(nc: natsio.NATS, n: int, *, tenants: int = 20, gateways: int = 500, seed: int = 7) -> None:
+async def prefill(
+    nc: natsio.NATS, n: int, *, tenants: int = 20, gateways: int = 500, seed: int = 7
+) -> None:
     """Publish n envelopes (core publishes captured by the stream), then wait until
     the stream holds them."""
     rng = random.Random(seed)
@@ -37,7 +38,10 @@ async def prefill(nc: natsio.NATS, n: int, *, tenants: int = 20, gateways: int =
         for t in range(tenants)
         for _ in range(gateways // tenants)
     ]
-    sensors = {gw: [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(5)] for _, gw, _ in gws}
+    sensors = {
+        gw: [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(5)]
+        for _, gw, _ in gws
+    }
     js = nc.jetstream()
     before = (await bridge.call(js.stream_info, "TELEMETRY")).state.messages
     chunk = 5000
@@ -48,7 +52,10 @@ async def prefill(nc: natsio.NATS, n: int, *, tenants: int = 20, gateways: int =
             tenant, gw, key = gws[(sent + i) % len(gws)]
             kind = envelope.SENSOR_TYPES[(sent + i) % 5]
             env = envelope.seal(
-                key, gateway_id=gw, sensor_id=sensors[gw][(sent + i) % 5], sensor_type=kind,
+                key,
+                gateway_id=gw,
+                sensor_id=sensors[gw][(sent + i) % 5],
+                sensor_type=kind,
                 value=round(rng.uniform(0, 100), 2),
             )
             msgs.append((f"telemetry.data.{tenant}.{gw}", env.encode()))
@@ -83,49 +90,54 @@ async def _consumer_state(nc: natsio.NATS, durable: str) -> tuple[int, int, int]
 
 
 async def measure(
-    stack: Stack, nc: natsio.NATS, argv: list[str], env: dict[str, str], durable: str, n: int, first_seq: int
+    stack: Stack,
+    nc: natsio.NATS,
+    procs: list[tuple[list[str], dict[str, str]]],
+    durable: str,
+    n: int,
+    first_seq: int,
 ) -> DrainResult:
-    """Run one drainer process and time it from the outside."""
+    """Run the drainer process(es) and time them from the outside."""
     nats_pid = stack.nats.proc.pid  # type: ignore[union-attr]
     pg_pid = stack.pg.proc.pid  # type: ignore[union-attr]
-    cpu0 = {"nats": tree_cpu_seconds(nats_pid), "postgres": tree_cpu_seconds(pg_pid)}
-    proc = await trio.lowlevel.open_process(argv, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    try:
+    async with AsyncExitStack() as stack_cm:
+        children = [await stack_cm.enter_async_context(Child(argv, env)) for argv, env in procs]
         py0 = 0.0
         t0 = acked0 = None
+        cpu0: dict[str, float] = {}
         rss = 0.0
         with trio.fail_after(max(120, n / 2000)):
             while True:
                 state = await _consumer_state(nc, durable)
                 now = trio.current_time()
-                rss = max(rss, peak_rss_mb(proc.pid))
+                rss = max(rss, *(peak_rss_mb(c.pid) for c in children))
                 if state is not None:
                     acked, pending, ack_pending = state
                     if t0 is None and acked >= first_seq:
                         t0, acked0 = now, acked - first_seq + 1
-                        py0 = tree_cpu_seconds(proc.pid)
-                        cpu0 = {"nats": tree_cpu_seconds(nats_pid), "postgres": tree_cpu_seconds(pg_pid)}
-                    if t0 is not None and pending == 0 and ack_pending == 0 and acked >= first_seq + n - 1:
+                        py0 = sum(tree_cpu_seconds(c.pid) for c in children)
+                        cpu0 = {
+                            "nats": tree_cpu_seconds(nats_pid),
+                            "postgres": tree_cpu_seconds(pg_pid),
+                        }
+                    if (
+                        t0 is not None
+                        and pending == 0
+                        and ack_pending == 0
+                        and acked >= first_seq + n - 1
+                    ):
                         break
-                if proc.returncode is not None and proc.returncode != 0:
-                    raise RuntimeError(f"{argv[:3]} exited with {proc.returncode}")
+                for c in children:
+                    if c.returncode is not None:
+                        raise RuntimeError(f"{procs[0][0][:4]} exited with {c.returncode}")
                 await trio.sleep(POLL_S)
-        t1 = trio.current_time()
-        elapsed = max(t1 - t0, 1e-6)  # type: ignore[operator]
+        elapsed = max(trio.current_time() - t0, 1e-6)  # type: ignore[operator]
         cpu = {
             "nats": (tree_cpu_seconds(nats_pid) - cpu0["nats"]) / elapsed,
             "postgres": (tree_cpu_seconds(pg_pid) - cpu0["postgres"]) / elapsed,
-            "python": (tree_cpu_seconds(proc.pid) - py0) / elapsed,
+            "python": (sum(tree_cpu_seconds(c.pid) for c in children) - py0) / elapsed,
         }
         return DrainResult((n - acked0) / elapsed, elapsed, cpu, rss)  # type: ignore[operator]
-    finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            with trio.move_on_after(20):
-                await proc.wait()
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
 
 
 def consumer_env(stack: Stack, database: str, durable: str) -> dict[str, str]:
@@ -167,20 +179,37 @@ async def run(stack: Stack, n: int, runs: int, variants: tuple[str, ...]) -> lis
                 else:
                     tls_files = stack.tls("data-consumer")
                     argv = [
-                        sys.executable, "-m", "bench.drain_baselines", "--variant", variant,
-                        "--nats-url", stack.nats.url, "--ca", str(tls_files.ca),
-                        "--cert", str(tls_files.cert), "--key", str(tls_files.key),
-                        "--dsn", stack.pg.dsn.rsplit("/", 1)[0] + f"/{db}",
-                        "--durable", durable, "--expected", str(n),
+                        sys.executable,
+                        "-m",
+                        "bench.drain_baselines",
+                        "--variant",
+                        variant,
+                        "--nats-url",
+                        stack.nats.url,
+                        "--ca",
+                        str(tls_files.ca),
+                        "--cert",
+                        str(tls_files.cert),
+                        "--key",
+                        str(tls_files.key),
+                        "--dsn",
+                        stack.pg.dsn.rsplit("/", 1)[0] + f"/{db}",
+                        "--durable",
+                        durable,
+                        "--expected",
+                        str(n),
                     ]
-                r = await measure(stack, nc, argv, env, durable, n, first_seq)
+                r = await measure(stack, nc, [(argv, env)], durable, n, first_seq)
                 rows = stack.pg._psql("SELECT count(*) FROM telemetry", database=db)  # noqa: SLF001
                 if int(rows) != n:
                     raise RuntimeError(f"{variant}: {rows} rows for {n} messages")
                 results[variant].append(r)
-                print(f"  drain {variant} run {i + 1}: {r.rate:,.0f} msg/s "
-                      f"(cpu nats {r.cpu['nats']:.0%} pg {r.cpu['postgres']:.0%} py {r.cpu['python']:.0%}, "
-                      f"rss {r.peak_rss_mb:.0f} MB)", flush=True)
+                print(
+                    f"  drain {variant} run {i + 1}: {r.rate:,.0f} msg/s "
+                    f"(cpu nats {r.cpu['nats']:.0%} pg {r.cpu['postgres']:.0%} py {r.cpu['python']:.0%}, "
+                    f"rss {r.peak_rss_mb:.0f} MB)",
+                    flush=True,
+                )
                 stack.pg._psql(f'DROP DATABASE "{db}" WITH (FORCE)')  # noqa: SLF001
                 await bridge.call(nc.jetstream().delete_consumer, "TELEMETRY", durable)
     finally:
@@ -189,21 +218,63 @@ async def run(stack: Stack, n: int, runs: int, variants: tuple[str, ...]) -> lis
     figures: list[Figure] = []
     med = {v: median([r.rate for r in rs]) for v, rs in results.items()}
     for v, rs in results.items():
-        figures.append(Figure("drain", f"{v} msg/s (N={n:,})", med[v], "msg/s", runs=[r.rate for r in rs]))
+        figures.append(
+            Figure("drain", f"{v} msg/s (N={n:,})", med[v], "msg/s", runs=[r.rate for r in rs])
+        )
     if "ours" in med:
         ours = med["ours"]
         figures[[f.name.startswith("ours") for f in figures].index(True)].target = ">= 60,000"
         figures[[f.name.startswith("ours") for f in figures].index(True)].met = ours >= 60_000
         if "limit" in med:
-            ratios = [o.rate / l.rate for o, l in zip(results["ours"], results["limit"], strict=True)]
-            figures.append(Figure("drain", "ours / limit", median(ratios), "ratio", ">= 0.8", median(ratios) >= 0.8, ratios))
+            ratios = [
+                o.rate / lim.rate for o, lim in zip(results["ours"], results["limit"], strict=True)
+            ]
+            figures.append(
+                Figure(
+                    "drain",
+                    "ours / limit",
+                    median(ratios),
+                    "ratio",
+                    ">= 0.8",
+                    median(ratios) >= 0.8,
+                    ratios,
+                )
+            )
         if "naive" in med:
-            ratios = [o.rate / nv.rate for o, nv in zip(results["ours"], results["naive"], strict=True)]
-            figures.append(Figure("drain", "ours / naive", median(ratios), "ratio", ">= 5", median(ratios) >= 5, ratios))
+            ratios = [
+                o.rate / nv.rate for o, nv in zip(results["ours"], results["naive"], strict=True)
+            ]
+            figures.append(
+                Figure(
+                    "drain",
+                    "ours / naive",
+                    median(ratios),
+                    "ratio",
+                    ">= 5",
+                    median(ratios) >= 5,
+                    ratios,
+                )
+            )
         rs = results["ours"]
-        figures.append(Figure("drain", "ours peak RSS", median([r.peak_rss_mb for r in rs]), "MB", "< 300", median([r.peak_rss_mb for r in rs]) < 300))
+        figures.append(
+            Figure(
+                "drain",
+                "ours peak RSS",
+                median([r.peak_rss_mb for r in rs]),
+                "MB",
+                "< 300",
+                median([r.peak_rss_mb for r in rs]) < 300,
+            )
+        )
         for part in ("nats", "postgres", "python"):
-            figures.append(Figure("drain", f"ours CPU {part}", 100 * median([r.cpu[part] for r in rs]), "% of a core"))
+            figures.append(
+                Figure(
+                    "drain",
+                    f"ours CPU {part}",
+                    100 * median([r.cpu[part] for r in rs]),
+                    "% of a core",
+                )
+            )
     return figures
 
 

@@ -75,7 +75,12 @@ async def add_durable(nc: natsio.NATS, durable: str) -> None:
     )
 
 
-async def run_limit(nc: natsio.NATS, pool: asyncpg.Pool, durable: str, expected: int, batch: int) -> int:
+WRITERS = 2
+
+
+async def run_limit(
+    nc: natsio.NATS, pool: asyncpg.Pool, durable: str, expected: int, batch: int
+) -> int:
     await add_durable(nc, durable)
     buffer: list[Any] = []
     wake = trio.Event()
@@ -93,7 +98,6 @@ async def run_limit(nc: natsio.NATS, pool: asyncpg.Pool, durable: str, expected:
     async def ask(n: int) -> None:
         req = json.dumps({"batch": n, "expires": 5_000_000_000}).encode()
         await nc.publish(next_subject, req, reply=inbox)
-        await nc.flush()
 
     async def write_and_ack(msgs: list[Any]) -> None:
         cols = columns([(m.subject, m.data) for m in msgs])
@@ -104,29 +108,46 @@ async def run_limit(nc: natsio.NATS, pool: asyncpg.Pool, durable: str, expected:
 
     done = 0
     outstanding = 0
-    while done < expected:
-        if outstanding <= batch:
-            # Keep about two batches of credit outstanding at all times.
-            await bridge.call(ask, batch)
-            outstanding += batch
-        if len(buffer) < batch:
-            wake = trio.Event()
-            with trio.move_on_after(0.02):
-                await wake.wait()
-        take, buffer[:] = buffer[:batch], buffer[batch:]
-        if take:
+    send, receive = trio.open_memory_channel[list[Any]](2)
+
+    async def writer() -> None:
+        nonlocal done
+        async for take in receive:
             await bridge.call(write_and_ack, take)
             done += len(take)
-            outstanding -= len(take)
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(WRITERS):  # overlap decoding/encoding with the database round trip
+            nursery.start_soon(writer)
+        pulled = 0
+        async with send:
+            while pulled < expected:
+                if outstanding <= batch:
+                    # Keep about two batches of credit outstanding at all times.
+                    await bridge.call(ask, 2 * batch - outstanding)
+                    outstanding = 2 * batch
+                if len(buffer) < batch:
+                    wake = trio.Event()
+                    with trio.move_on_after(0.02):
+                        await wake.wait()
+                take, buffer[:] = buffer[:batch], buffer[batch:]
+                outstanding -= len(take)
+                pulled += len(take)
+                if take:
+                    await send.send(take)
     await bridge.call(nc.flush)
     await bridge.shielded(sub.unsubscribe)
     return done
 
 
-async def run_naive(nc: natsio.NATS, pool: asyncpg.Pool, durable: str, expected: int, batch: int) -> int:
+async def run_naive(
+    nc: natsio.NATS, pool: asyncpg.Pool, durable: str, expected: int, batch: int
+) -> int:
     await add_durable(nc, durable)
     js = nc.jetstream()
-    sub = await bridge.call(js.pull_subscribe, "telemetry.data.>", durable=durable, stream="TELEMETRY")
+    sub = await bridge.call(
+        js.pull_subscribe, "telemetry.data.>", durable=durable, stream="TELEMETRY"
+    )
     done = 0
     while done < expected:
         try:

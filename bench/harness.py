@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import trio
+
 from notip import natsio
 from notip.localservers import NatsServer, PostgresServer
 from notip.pki import PkiPaths, init_pki
@@ -46,12 +48,17 @@ def stack(fsync: bool = True) -> Iterator[Stack]:
         pki = PkiPaths(root / "pki")
         (root / "pg").mkdir()
         os.chmod(root / "pg", 0o755)
-        with NatsServer(root / "nats", pki.root) as nats, PostgresServer(
-            root / "pg" / "data",
-            tls_cert=pki.postgres_server_cert,
-            tls_key=pki.postgres_server_key,
-            fsync=fsync,
-        ) as pg:
+        with (
+            NatsServer(root / "nats", pki.root) as nats,
+            PostgresServer(
+                root / "pg" / "data",
+                tls_cert=pki.postgres_server_cert,
+                tls_key=pki.postgres_server_key,
+                fsync=fsync,
+                # Each row's commit time, for the latency benchmark.
+                settings={"track_commit_timestamp": "on", "max_wal_size": "2GB"},
+            ) as pg,
+        ):
             yield Stack(root, pki, nats, pg)
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -142,3 +149,62 @@ def print_table(figures: list[Figure]) -> None:
 def write_json(figures: list[Figure], path: Path, meta: dict[str, object]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"meta": meta, "figures": [asdict(f) for f in figures]}, indent=2))
+
+
+# -- child processes -------------------------------------------------------------------
+
+
+class Child:
+    """A benchmark process: started with `trio.lowlevel.open_process`, stopped with
+    SIGTERM (then SIGKILL) when the block ends."""
+
+    def __init__(
+        self, argv: list[str], env: dict[str, str] | None = None, stdout: bool = False
+    ) -> None:
+        self.argv = argv
+        self.env = {**os.environ, **(env or {})}
+        self.stdout = stdout
+        self.proc: trio.Process | None = None
+
+    async def __aenter__(self) -> trio.Process:
+        import subprocess
+
+        self.proc = await trio.lowlevel.open_process(
+            self.argv,
+            env=self.env,
+            stdout=subprocess.PIPE if self.stdout else subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        return self.proc
+
+    async def __aexit__(self, *exc: object) -> None:
+        import signal
+
+        proc = self.proc
+        if proc is None or proc.returncode is not None:
+            return
+        with trio.CancelScope(shield=True):
+            proc.send_signal(signal.SIGTERM)
+            with trio.move_on_after(20):
+                await proc.wait()
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+
+async def read_json_line(proc: trio.Process) -> dict[str, object]:
+    """The last line a child printed on stdout, as JSON (children print one result)."""
+    assert proc.stdout is not None
+    data = b""
+    async for chunk in proc.stdout:
+        data += chunk
+    await proc.wait()
+    return json.loads(data.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[k]
