@@ -51,9 +51,7 @@ async def shielded(
             try:
                 await trio_asyncio.aio_as_trio(fn)(*args)
             except Exception:
-                logging.getLogger("notip.bridge").warning(
-                    "asyncio clean-up failed", exc_info=True
-                )
+                logging.getLogger("notip.bridge").warning("asyncio clean-up failed", exc_info=True)
                 return False
         return not scope.cancelled_caught
 

@@ -65,7 +65,12 @@ class Env:
         return self.path(name, None, must_exist=must_exist)  # type: ignore[arg-type]
 
     def int(
-        self, name: str, default: object = _MISSING, *, min: int | None = None, max: int | None = None
+        self,
+        name: str,
+        default: object = _MISSING,
+        *,
+        min: int | None = None,
+        max: int | None = None,
     ) -> int:
         def parse(s: str) -> int:
             try:

@@ -178,7 +178,9 @@ def find_pg_bindir() -> Path:
         return Path(env)
     candidates = sorted(
         glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-        key=lambda p: int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0,
+        key=lambda p: (
+            int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0
+        ),
     )
     if candidates:
         return Path(candidates[-1]).parent
@@ -256,12 +258,15 @@ class PostgresServer:
             subprocess.run(
                 [
                     str(self.bindir / "initdb"),
-                    "-D", str(self.datadir),
-                    "-U", self.user,
+                    "-D",
+                    str(self.datadir),
+                    "-U",
+                    self.user,
                     f"--pwfile={pwfile}",
                     "--auth-local=trust",
                     "--auth-host=scram-sha-256",
-                    "-E", "UTF8",
+                    "-E",
+                    "UTF8",
                     "--no-locale",
                     "--no-sync",
                 ],
@@ -277,13 +282,20 @@ class PostgresServer:
     def _server_args(self) -> list[str]:
         args = [
             str(self.bindir / "postgres"),
-            "-D", str(self.datadir),
-            "-p", str(self.port),
-            "-c", "listen_addresses=127.0.0.1",
-            "-c", f"unix_socket_directories={self.datadir}",
-            "-c", f"fsync={'on' if self.fsync else 'off'}",
-            "-c", "max_connections=200",
-            "-c", "logging_collector=off",
+            "-D",
+            str(self.datadir),
+            "-p",
+            str(self.port),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            f"unix_socket_directories={self.datadir}",
+            "-c",
+            f"fsync={'on' if self.fsync else 'off'}",
+            "-c",
+            "max_connections=200",
+            "-c",
+            "logging_collector=off",
         ]
         if self.tls_cert and self.tls_key:
             # The server key must belong to the server user with mode 0600.
@@ -296,7 +308,12 @@ class PostgresServer:
             self._chown(key)
             args += ["-c", "ssl=on", "-c", f"ssl_cert_file={cert}", "-c", f"ssl_key_file={key}"]
         if self.timescaledb:
-            args += ["-c", "shared_preload_libraries=timescaledb", "-c", "timescaledb.telemetry_level=off"]
+            args += [
+                "-c",
+                "shared_preload_libraries=timescaledb",
+                "-c",
+                "timescaledb.telemetry_level=off",
+            ]
         for name, value in self.settings.items():
             args += ["-c", f"{name}={value}"]
         return args
@@ -305,12 +322,18 @@ class PostgresServer:
         out = subprocess.run(
             [
                 str(self.bindir / "psql"),
-                "-h", str(self.datadir),
-                "-p", str(self.port),
-                "-U", self.user,
-                "-d", database,
-                "-v", "ON_ERROR_STOP=1",
-                "-tAc", sql,
+                "-h",
+                str(self.datadir),
+                "-p",
+                str(self.port),
+                "-U",
+                self.user,
+                "-d",
+                database,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-tAc",
+                sql,
             ],
             user=self._run_as,
             capture_output=True,

@@ -209,9 +209,7 @@ def _differs(have: api.StreamConfig, want: api.StreamConfig) -> bool:
     )
 
 
-async def init_streams(
-    nc: NATS, streams: Sequence[StreamSpec] = STREAMS
-) -> dict[str, str]:
+async def init_streams(nc: NATS, streams: Sequence[StreamSpec] = STREAMS) -> dict[str, str]:
     """Create or update the platform's streams; a second run changes nothing.
     Returns {stream: "created" | "updated" | "unchanged"}."""
 

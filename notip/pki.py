@@ -366,7 +366,9 @@ def init_pki(directory: Path | str) -> list[str]:
         if paths.cert(name).exists() and paths.key(name).exists():
             continue
         key = new_key()
-        cert = issue(ca_key, ca_cert, subject, key.public_key(), sans=sans, server=server, client=client)
+        cert = issue(
+            ca_key, ca_cert, subject, key.public_key(), sans=sans, server=server, client=client
+        )
         write_private(paths.key(name), key_pem(key))
         write_public(paths.cert(name), cert_pem(cert))
         written += [paths.key(name).name, paths.cert(name).name]

@@ -58,11 +58,23 @@ class TailView:
         for key in sorted(self.latest):
             r = self.latest[key]
             value = r.error or ("" if r.value is None else f"{r.value:.2f}")
-            rows.append((r.gateway_id[:8], r.sensor_id[:8], r.sensor_type, value, r.unit, r.timestamp, str(self.counts[key])))
+            rows.append(
+                (
+                    r.gateway_id[:8],
+                    r.sensor_id[:8],
+                    r.sensor_type,
+                    value,
+                    r.unit,
+                    r.timestamp,
+                    str(self.counts[key]),
+                )
+            )
         widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
         lines = ["  ".join(c.ljust(widths[i]) for i, c in enumerate(row)) for row in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
-        lines.append(f"{sum(self.counts.values())} readings, {len(self.latest)} sensors, {self.errors} undecryptable")
+        lines.append(
+            f"{sum(self.counts.values())} readings, {len(self.latest)} sensors, {self.errors} undecryptable"
+        )
         return "\n".join(lines)
 
 
@@ -160,14 +172,21 @@ async def tail(
 def run(args: argparse.Namespace) -> int:
     pki = PkiPaths(Path(args.state_dir) / "pki")
     tls = natsio.TlsFiles(
-        Path(args.ca or pki.ca_cert), Path(args.cert or pki.cert("data-api")), Path(args.key or pki.key("data-api"))
+        Path(args.ca or pki.ca_cert),
+        Path(args.cert or pki.cert("data-api")),
+        Path(args.key or pki.key("data-api")),
     )
     plain = args.plain or not sys.stdout.isatty()
     try:
         bridge.run(
             lambda: tail(
-                args.nats_url, tls, args.mgmt_url, gateway=args.gateway, count=args.count,
-                out=lambda s: print(s, flush=True), plain=plain,
+                args.nats_url,
+                tls,
+                args.mgmt_url,
+                gateway=args.gateway,
+                count=args.count,
+                out=lambda s: print(s, flush=True),
+                plain=plain,
             )
         )
     except KeyboardInterrupt:
@@ -176,7 +195,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("tail", help="decrypt and show live telemetry (client side of the crypto contract)")
+    p = sub.add_parser(
+        "tail", help="decrypt and show live telemetry (client side of the crypto contract)"
+    )
     p.add_argument("--gateway", help="only this gateway id")
     p.add_argument("--state-dir", default=".notip", help="notip dev state (for the PKI)")
     p.add_argument("--nats-url", default="tls://127.0.0.1:4222")

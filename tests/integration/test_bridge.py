@@ -10,8 +10,12 @@ from notip import bridge
 from notip.localservers import PostgresServer
 
 
-async def test_cancel_mid_query_leaves_pool_usable(aio_loop: None, postgres: PostgresServer) -> None:
-    pool = await bridge.call(asyncpg.create_pool, postgres.dsn, min_size=1, max_size=1, ssl="require")
+async def test_cancel_mid_query_leaves_pool_usable(
+    aio_loop: None, postgres: PostgresServer
+) -> None:
+    pool = await bridge.call(
+        asyncpg.create_pool, postgres.dsn, min_size=1, max_size=1, ssl="require"
+    )
     started = trio.Event()
 
     async def slow_query() -> None:
@@ -39,8 +43,12 @@ async def test_cancel_mid_query_leaves_pool_usable(aio_loop: None, postgres: Pos
     assert await bridge.shielded(pool.close, timeout=10), "pool.close() hung"
 
 
-async def test_shielded_cleanup_survives_outer_cancel(aio_loop: None, postgres: PostgresServer) -> None:
-    pool = await bridge.call(asyncpg.create_pool, postgres.dsn, min_size=1, max_size=1, ssl="require")
+async def test_shielded_cleanup_survives_outer_cancel(
+    aio_loop: None, postgres: PostgresServer
+) -> None:
+    pool = await bridge.call(
+        asyncpg.create_pool, postgres.dsn, min_size=1, max_size=1, ssl="require"
+    )
     closed = False
     with trio.CancelScope() as scope:
         scope.cancel()

@@ -9,7 +9,8 @@ import nats.errors
 import pytest
 import trio
 
-from notip import natsio, pki as pkimod
+from notip import natsio
+from notip import pki as pkimod
 from notip.localservers import NatsServer
 from notip.pki import PkiPaths
 

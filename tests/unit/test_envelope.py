@@ -30,7 +30,14 @@ def test_wire_shape_and_fresh_iv() -> None:
     b = envelope.seal(key, gateway_id="g", sensor_id="s", sensor_type="temperature", value=21.5)
     obj = json.loads(a.encode())
     assert list(obj) == [
-        "gatewayId", "sensorId", "sensorType", "timestamp", "keyVersion", "encryptedData", "iv", "authTag",
+        "gatewayId",
+        "sensorId",
+        "sensorType",
+        "timestamp",
+        "keyVersion",
+        "encryptedData",
+        "iv",
+        "authTag",
     ]
     assert obj["keyVersion"] == 1 and obj["timestamp"].endswith("Z")
     assert len(envelope.unb64(obj["iv"])) == 12 and len(envelope.unb64(obj["authTag"])) == 16
@@ -44,7 +51,9 @@ def test_plaintext_is_compact_utf8() -> None:
 
 
 def test_wrong_key_fails() -> None:
-    env = envelope.seal(os.urandom(32), gateway_id="g", sensor_id="s", sensor_type="humidity", value=1)
+    env = envelope.seal(
+        os.urandom(32), gateway_id="g", sensor_id="s", sensor_type="humidity", value=1
+    )
     with pytest.raises(InvalidTag):
         envelope.open_envelope(os.urandom(32), env)
 

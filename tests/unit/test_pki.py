@@ -73,4 +73,6 @@ def test_weak_keys_are_refused(key: pki.PrivateKey) -> None:
 
 def test_garbage_csr_is_refused() -> None:
     with pytest.raises(pki.CsrError):
-        pki.load_csr("-----BEGIN CERTIFICATE REQUEST-----\nnope\n-----END CERTIFICATE REQUEST-----\n")
+        pki.load_csr(
+            "-----BEGIN CERTIFICATE REQUEST-----\nnope\n-----END CERTIFICATE REQUEST-----\n"
+        )

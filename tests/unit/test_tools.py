@@ -14,11 +14,15 @@ def _tool(name: str) -> str:
 
 
 def test_grpcurl_runs_from_the_dev_extra() -> None:
-    out = subprocess.run([_tool("grpcurl"), "--version"], capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [_tool("grpcurl"), "--version"], capture_output=True, text=True, timeout=30
+    )
     assert out.returncode == 0
     assert "grpcurl" in (out.stdout + out.stderr)
 
 
 def test_nats_server_runs_from_the_dev_extra() -> None:
-    out = subprocess.run([_tool("nats-server"), "--version"], capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [_tool("nats-server"), "--version"], capture_output=True, text=True, timeout=30
+    )
     assert out.returncode == 0 and "nats-server: v2." in out.stdout
