@@ -28,17 +28,17 @@ test *ARGS: venv
 dev *ARGS: venv
     .venv/bin/notip dev {{ARGS}}
 
-# start the platform with Docker compose
+# start the platform with Docker compose (COMPOSE_PROFILES=observability adds Prometheus and Grafana)
 up *ARGS:
     docker compose up -d --build {{ARGS}}
 
-# stop the compose platform
+# stop the compose platform, observability included (`just down -v` also deletes its volumes)
 down *ARGS:
-    docker compose down {{ARGS}}
+    docker compose --profile observability down {{ARGS}}
 
-# follow the compose logs
+# follow the compose logs (`just logs consumer` for one service)
 logs *ARGS:
-    docker compose logs -f {{ARGS}}
+    docker compose --profile observability logs -f {{ARGS}}
 
 # regenerate the gRPC/protobuf stubs from proto/
 proto: venv

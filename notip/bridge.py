@@ -46,14 +46,13 @@ async def shielded(
     """Run asyncio clean-up shielded from the caller's cancellation but bounded in
     time. Returns False when it did not finish within `timeout` (or raised), so that
     shutdown never hangs on a dead peer."""
-    with trio.CancelScope(shield=True):
-        with trio.move_on_after(timeout) as scope:
-            try:
-                await trio_asyncio.aio_as_trio(fn)(*args)
-            except Exception:
-                logging.getLogger("notip.bridge").warning("asyncio clean-up failed", exc_info=True)
-                return False
-        return not scope.cancelled_caught
+    with trio.CancelScope(shield=True), trio.move_on_after(timeout) as scope:
+        try:
+            await trio_asyncio.aio_as_trio(fn)(*args)
+        except Exception:
+            logging.getLogger("notip.bridge").warning("asyncio clean-up failed", exc_info=True)
+            return False
+    return not scope.cancelled_caught
 
 
 class _EofNoise(logging.Filter):

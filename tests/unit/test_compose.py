@@ -44,7 +44,6 @@ import jsonschema
 import pytest
 import yaml
 from cryptography import x509
-from cryptography.x509.oid import NameOID
 
 from notip.cli import build_parser
 
@@ -814,6 +813,8 @@ def test_daemons_publish_and_probe_the_ports_they_listen_on(name: str) -> None:
     for spec in svc.get("ports") or []:
         container = int(str(spec).rsplit(":", 1)[1].split("/")[0])
         assert container in ports, f"{name} publishes {container} but listens on {ports}"
+    test = (svc.get("healthcheck") or {}).get("test")
+    assert test is None, f"{name}: keep the image's HEALTHCHECK (notip-healthcheck), not {test}"
     url = healthcheck.probe_url(command, env)
     assert url is not None, f"the image's health probe does not know `notip {command}`"
     var, _, _ = healthcheck.ENDPOINTS[command]
