@@ -14,6 +14,7 @@ Rules it encodes:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -49,7 +50,10 @@ async def shielded(
     with trio.CancelScope(shield=True), trio.move_on_after(timeout) as scope:
         try:
             await trio_asyncio.aio_as_trio(fn)(*args)
-        except Exception:
+        except (Exception, asyncio.CancelledError):
+            # asyncio.CancelledError is a BaseException: an asyncio library that
+            # cancels its own inner task during clean-up (nats-py's drain does) must
+            # not turn into a crash of the daemon.
             logging.getLogger("notip.bridge").warning("asyncio clean-up failed", exc_info=True)
             return False
     return not scope.cancelled_caught

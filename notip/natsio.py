@@ -142,11 +142,24 @@ async def connect_once(url: str, tls: ssl.SSLContext, *, name: str, timeout: flo
     return nc
 
 
+async def _drain(nc: NATS) -> None:
+    # nats-py's fetch() takes messages off a pull subscription's queue without
+    # task_done(), so drain() would wait forever on that queue's join(). What such a
+    # subscription still holds is unclaimed pull results (un-acked messages are
+    # redelivered): unsubscribe it first. (Private
+    # attributes of nats-py 2.x; a missing attribute just skips this step.)
+    for sub in list(getattr(nc, "_subs", {}).values()):
+        queue = getattr(sub, "_pending_queue", None)
+        if queue is not None and getattr(queue, "_unfinished_tasks", 0) > queue.qsize():
+            await sub.unsubscribe()
+    await nc.drain()
+
+
 async def drain(nc: NATS, timeout: float = 10.0) -> None:
     """Flush subscriptions and pending publishes, then close; never hangs shutdown."""
     if nc.is_closed:
         return
-    if not nc.is_connected or not await bridge.shielded(nc.drain, timeout=timeout):
+    if not nc.is_connected or not await bridge.shielded(_drain, nc, timeout=timeout):
         await bridge.shielded(nc.close, timeout=2)
 
 

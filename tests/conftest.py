@@ -17,6 +17,8 @@ from notip import bridge, natsio
 from notip.localservers import NatsServer, PostgresServer
 from notip.pki import PkiPaths, init_pki
 
+pytest_plugins = ["tests.platform_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def workdir() -> Iterator[Path]:
@@ -39,7 +41,9 @@ def nats_server(workdir: Path, pki: PkiPaths) -> Iterator[NatsServer]:
     with NatsServer(workdir / "nats", pki.root) as server:
 
         async def bootstrap() -> None:
-            tls = natsio.tls_context(natsio.TlsFiles(pki.ca_cert, pki.cert("management-api"), pki.key("management-api")))
+            tls = natsio.tls_context(
+                natsio.TlsFiles(pki.ca_cert, pki.cert("management-api"), pki.key("management-api"))
+            )
             nc = await natsio.connect_once(server.url, tls, name="test-bootstrap")
             try:
                 await natsio.init_streams(nc)

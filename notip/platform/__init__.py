@@ -1,0 +1,11 @@
+"""Stand-ins for the two NoTIP platform services the daemons talk to.
+
+- `notip.platform.provisioning`: the Provisioning Service (HTTP onboarding: factory
+  credentials → signed gateway certificate + AES key).
+- `notip.platform.management`: the Management API's NATS side (request-reply
+  responders, command and decommission publishers, ack and alert recorders) with a
+  small admin HTTP surface for seeding and inspection.
+
+They exist for local runs (`notip dev`) and the test suite; on the wire (CONTRACTS §1,
+§3, §7) they behave like the real services.
+"""
