@@ -1,27 +1,49 @@
-"""`notip dev`: the embedded platform on one machine, no Docker.
+"""`notip dev`: the whole platform in one Trio process, no Docker.
 
-Start order: PKI → nats-server (mTLS) → streams → PostgreSQL → services; stop order is
-the reverse. The servers are children that die with this process (see localservers).
+Start order: PKI → nats-server (mTLS) → streams → PostgreSQL → mgmt → provisioning →
+consumer → simulator → demo seed. Shutdown is the reverse: the services' nursery is
+cancelled (each finishes its in-flight work under its own shielded clean-up), then
+PostgreSQL and nats-server are stopped. The two servers are child processes started
+with a parent-death signal, so they never outlive this process, also when it is
+killed or a service fails at start-up.
+
+Each service is configured exactly as its own command would be: through the
+environment variables of CONTRACTS §5, parsed by its `Settings.from_env`.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
+import secrets
 import shutil
+import signal
 import stat
-from dataclasses import dataclass
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import httpx
 import trio
 
 from notip import bridge, natsio
 from notip.localservers import NatsServer, PostgresServer
-from notip.pki import PkiPaths, init_pki
+from notip.pki import PkiPaths, init_pki, write_private
+
+DEMO_TENANT = "00000000-0000-4000-8000-00000000d3e0"
+DEMO_SENSORS: tuple[dict[str, Any], ...] = (
+    {"type": "temperature", "minRange": 18.0, "maxRange": 26.0, "algorithm": "sine_wave"},
+    {"type": "humidity", "minRange": 30.0, "maxRange": 60.0, "algorithm": "uniform_random"},
+    {"type": "pressure", "minRange": 990.0, "maxRange": 1030.0, "algorithm": "constant"},
+    {"type": "movement", "minRange": 0.0, "maxRange": 3.0, "algorithm": "spike"},
+)
 
 
-@dataclass
+@dataclass(frozen=True)
 class DevPaths:
     root: Path
 
@@ -34,10 +56,14 @@ class DevPaths:
         return self.root / "nats"
 
     @property
+    def seed_file(self) -> Path:
+        return self.root / "seeded.json"
+
+    @property
     def pg_data(self) -> Path:
-        # PostgreSQL runs as `postgres` when we are root; it must be able to reach its
-        # data directory. When the state directory sits below a private one (e.g.
-        # /root), keep the cluster in /var/tmp under a name derived from it.
+        # PostgreSQL runs as `postgres` when we are root and must reach its data
+        # directory; below a private directory (e.g. /root) keep the cluster in
+        # /var/tmp under a name derived from the state directory instead.
         inside = self.root / "pg" / "data"
         if os.geteuid() != 0 or _reachable_by_others(self.root):
             return inside
@@ -57,13 +83,92 @@ def _open_dir(path: Path) -> None:
     os.chmod(path, 0o755)
 
 
-def service_tls(paths: DevPaths, service: str) -> natsio.TlsFiles:
+@dataclass
+class DevConfig:
+    state_dir: Path = Path(".notip")
+    fresh: bool = False
+    host: str = "127.0.0.1"
+    nats_port: int = 4222
+    pg_port: int = 55432
+    mgmt_port: int = 8080
+    provisioning_port: int = 3000
+    sim_http_port: int = 8090
+    sim_grpc_port: int = 50051
+    consumer_metrics_port: int = 9090
+    sim_metrics_port: int = 9091
+    gateways: int = 5
+    send_frequency_ms: int = 1000
+    offline_timeout_ms: int = 30000
+    heartbeat_tick_ms: int = 1000
+    heartbeat_grace_ms: int = 10000
+    # Tests run the consumer themselves (to restart it mid-stream); see DevInfo.
+    run_consumer: bool = True
+    extra_env: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+@dataclass
+class DevInfo:
+    """What is where, reported by `run_stack` once everything is up and seeded."""
+
+    state_dir: Path
+    nats_url: str
+    nats_monitor_url: str
+    pg_dsn: str
+    mgmt_url: str
+    provisioning_url: str
+    sim_rest_url: str
+    sim_grpc_addr: str
+    consumer_metrics_url: str
+    sim_metrics_url: str
+    tenant_id: str
+    gateway_ids: list[str]
+    factory_key: str
+    consumer_env: dict[str, str]
+
+    def banner(self) -> str:
+        grpc = self.sim_grpc_addr
+        return (
+            "\nNoTIP dev stack is up (embedded: nats-server, PostgreSQL, mgmt, provisioning, "
+            "consumer, simulator)\n"
+            f"  state            {self.state_dir}\n"
+            f"  simulator REST   {self.sim_rest_url}/sim/gateways\n"
+            f"  simulator gRPC   {grpc}   e.g. grpcurl -plaintext {grpc} list\n"
+            f"                   grpcurl -plaintext {grpc} notip.simulator.v1.SimulatorService/ListGateways\n"
+            f"  mgmt admin       {self.mgmt_url}/admin/gateways?tenant_id={self.tenant_id}\n"
+            f"  provisioning     {self.provisioning_url}/provision/onboard\n"
+            f"  metrics          {self.consumer_metrics_url}/metrics (consumer)  "
+            f"{self.sim_metrics_url}/metrics (simulator)\n"
+            f"  PostgreSQL       {self.pg_dsn}?sslmode=require\n"
+            f"  NATS             {self.nats_url}  (monitoring {self.nats_monitor_url}; "
+            f"client certificates in {self.state_dir / 'pki'})\n"
+            f"  demo             tenant {self.tenant_id}, {len(self.gateway_ids)} gateways\n"
+            f"  live readings    notip tail --state-dir {self.state_dir}\n"
+            "  stop             Ctrl-C\n"
+        )
+
+
+def service_env(paths: DevPaths, service: str, nats: NatsServer) -> dict[str, str]:
     pki = paths.pki
-    return natsio.TlsFiles(pki.ca_cert, pki.cert(service), pki.key(service))
+    return {
+        "NATS_URL": nats.url,
+        "NATS_TLS_CA": str(pki.ca_cert),
+        "NATS_TLS_CERT": str(pki.cert(service)),
+        "NATS_TLS_KEY": str(pki.key(service)),
+        "LOG_LEVEL": os.environ.get("LOG_LEVEL", "info"),
+    }
+
+
+def _ensure_secret(path: Path, make: Any) -> Path:
+    if not path.exists():
+        write_private(path, make())
+    return path
 
 
 async def _init_streams(nats: NatsServer, paths: DevPaths) -> None:
-    tls = natsio.tls_context(service_tls(paths, "management-api"))
+    pki = paths.pki
+    tls = natsio.tls_context(
+        natsio.TlsFiles(pki.ca_cert, pki.cert("management-api"), pki.key("management-api"))
+    )
     with trio.fail_after(30):
         nc = await natsio.connect(nats.url, tls, name="notip-dev-bootstrap")
     try:
@@ -72,44 +177,224 @@ async def _init_streams(nats: NatsServer, paths: DevPaths) -> None:
         await natsio.drain(nc)
 
 
-def run(args: argparse.Namespace) -> int:
-    paths = DevPaths(Path(args.state_dir).resolve())
-    if args.fresh:
+async def _seed(cfg: DevConfig, paths: DevPaths, mgmt_url: str, sim_url: str) -> dict[str, Any]:
+    """Create the demo tenant's gateways in mgmt (factory credentials) and onboard them
+    through the simulator, each with a few sensors. Recorded in seeded.json, so a
+    second run resumes instead of seeding again."""
+    if paths.seed_file.exists():
+        seeded: dict[str, Any] = json.loads(paths.seed_file.read_text())
+        return seeded
+    factory_key = secrets.token_urlsafe(18)
+    gateway_ids: list[str] = []
+    async with httpx.AsyncClient(timeout=30) as client:
+        for i in range(cfg.gateways):
+            factory_id = f"demo-factory-{i + 1:03d}-{uuid.uuid4().hex[:6]}"
+            r = await client.post(
+                f"{mgmt_url}/admin/gateways",
+                json={
+                    "factory_id": factory_id,
+                    "factory_key": factory_key,
+                    "tenant_id": DEMO_TENANT,
+                    "model": "demo-gw",
+                },
+            )
+            r.raise_for_status()
+            r = await client.post(
+                f"{sim_url}/sim/gateways",
+                json={
+                    "factoryId": factory_id,
+                    "factoryKey": factory_key,
+                    "model": "demo-gw",
+                    "firmwareVersion": "1.0.0",
+                    "sendFrequencyMs": cfg.send_frequency_ms,
+                },
+            )
+            r.raise_for_status()
+            gw = r.json()["id"]
+            gateway_ids.append(gw)
+            for sensor in DEMO_SENSORS[: 2 + i % 3]:
+                r = await client.post(f"{sim_url}/sim/gateways/{gw}/sensors", json=sensor)
+                r.raise_for_status()
+        # A tenant exists in management once it has a gateway.
+        r = await client.put(
+            f"{mgmt_url}/alerts/config/default",
+            json={
+                "tenant_id": DEMO_TENANT,
+                "tenant_unreachable_timeout_ms": cfg.offline_timeout_ms,
+            },
+        )
+        r.raise_for_status()
+    seeded = {"tenant_id": DEMO_TENANT, "gateway_ids": gateway_ids, "factory_key": factory_key}
+    paths.seed_file.write_text(json.dumps(seeded, indent=2))
+    return seeded
+
+
+async def run_stack(
+    cfg: DevConfig, *, task_status: trio.TaskStatus[DevInfo] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Run the whole platform until cancelled. Must run in the main thread, inside the
+    trio-asyncio loop."""
+    from notip.consumer.service import serve as serve_consumer
+    from notip.consumer.settings import Settings as ConsumerSettings
+    from notip.platform.management.service import serve as serve_mgmt
+    from notip.platform.management.settings import Settings as MgmtSettings
+    from notip.platform.provisioning.service import serve as serve_provisioning
+    from notip.platform.provisioning.settings import Settings as ProvisioningSettings
+    from notip.simulator.service import serve as serve_simulator
+    from notip.simulator.settings import Settings as SimulatorSettings
+
+    paths = DevPaths(cfg.state_dir.resolve())
+    if cfg.fresh:
         shutil.rmtree(paths.root, ignore_errors=True)
         shutil.rmtree(paths.pg_data.parent, ignore_errors=True)
     _open_dir(paths.root)
     init_pki(paths.pki.root)
     _open_dir(paths.pg_data.parent)
+    pg_password_file = _ensure_secret(
+        paths.root / "db-password", lambda: secrets.token_hex(16).encode()
+    )
+    mgmt_key_file = _ensure_secret(paths.root / "mgmt-key", lambda: secrets.token_bytes(32))
+    password = pg_password_file.read_text().strip()
+    h = cfg.host
 
-    with NatsServer(paths.nats, paths.pki.root, port=args.nats_port or None) as nats:
-        bridge.run(lambda: _init_streams(nats, paths))
-        with PostgresServer(
-            paths.pg_data,
-            port=args.pg_port or None,
-            tls_cert=paths.pki.postgres_server_cert,
-            tls_key=paths.pki.postgres_server_key,
-        ) as pg:
-            print(
-                "\nNoTIP dev stack (this stage starts the infrastructure only: nats-server "
-                "with mTLS and the platform streams, and PostgreSQL)\n"
-                f"  state         {paths.root}\n"
-                f"  NATS          {nats.url}  (monitoring {nats.monitor_url})\n"
-                f"  CA / certs    {paths.pki.root}\n"
-                f"  PostgreSQL    {pg.dsn}?sslmode=require\n"
-                "  stop          Ctrl-C\n",
-                flush=True,
+    nats = NatsServer(paths.nats, paths.pki.root, port=cfg.nats_port or None)
+    pg = PostgresServer(
+        paths.pg_data,
+        port=cfg.pg_port or None,
+        password=password,
+        tls_cert=paths.pki.postgres_server_cert,
+        tls_key=paths.pki.postgres_server_key,
+    )
+    try:
+        nats.start()
+        pg.start()
+        await _init_streams(nats, paths)
+
+        def env(service: str, extra: Mapping[str, str], name: str) -> dict[str, str]:
+            return {**service_env(paths, service, nats), **extra, **cfg.extra_env.get(name, {})}
+
+        mgmt_env = env(
+            "management-api",
+            {
+                "MGMT_DB_PATH": str(paths.root / "mgmt.db"),
+                "MGMT_KEY_FILE": str(mgmt_key_file),
+                "HTTP_ADDR": f"{h}:{cfg.mgmt_port}",
+            },
+            "mgmt",
+        )
+        prov_env = env(
+            "provisioning",
+            {
+                "CA_CERTS_PATH": str(paths.pki.root),
+                "CA_KEY_PATH": str(paths.pki.ca_key),
+                "HTTP_ADDR": f"{h}:{cfg.provisioning_port}",
+            },
+            "provisioning",
+        )
+        consumer_env = env(
+            "data-consumer",
+            {
+                "DB_HOST": "127.0.0.1",
+                "DB_PORT": str(pg.port),
+                "DB_NAME": pg.database,
+                "DB_USER": pg.user,
+                "DB_PASSWORD_FILE": str(pg_password_file),
+                "DB_SSL_MODE": "verify-full",
+                "DB_SSL_ROOT_CERT": str(paths.pki.ca_cert),
+                "METRICS_ADDR": f"{h}:{cfg.consumer_metrics_port}",
+                "HEARTBEAT_TICK_MS": str(cfg.heartbeat_tick_ms),
+                "HEARTBEAT_GRACE_PERIOD_MS": str(cfg.heartbeat_grace_ms),
+                "ALERT_CONFIG_REFRESH_MS": "5000",
+            },
+            "consumer",
+        )
+        async with trio.open_nursery() as nursery:
+            mgmt_info = await nursery.start(serve_mgmt, MgmtSettings.from_env(mgmt_env))
+            mgmt_url = f"http://{h}:{mgmt_info.http_port}"
+            prov_info = await nursery.start(
+                serve_provisioning, ProvisioningSettings.from_env(prov_env)
             )
-            try:
-                trio.run(trio.sleep_forever)
-            except KeyboardInterrupt:
+            prov_url = f"http://{h}:{prov_info.http_port}"
+            consumer_metrics_url = ""
+            if cfg.run_consumer:
+                consumer_info = await nursery.start(
+                    serve_consumer, ConsumerSettings.from_env(consumer_env)
+                )
+                consumer_metrics_url = f"http://{h}:{consumer_info.metrics_port}"
+            sim_env = {
+                "PROVISIONING_URL": prov_url,
+                "NATS_URL": nats.url,
+                "NATS_CA_CERT_PATH": str(paths.pki.ca_cert),
+                # The NATS config maps service certificates only: gateways connect
+                # with the simulator's (one connection each).
+                "NATS_TLS_CERT": str(paths.pki.cert("simulator")),
+                "NATS_TLS_KEY": str(paths.pki.key("simulator")),
+                "SQLITE_PATH": str(paths.root / "simulator.db"),
+                "HTTP_ADDR": f"{h}:{cfg.sim_http_port}",
+                "GRPC_ADDR": f"{h}:{cfg.sim_grpc_port}",
+                "METRICS_ADDR": f"{h}:{cfg.sim_metrics_port}",
+                "RECOVERY_MODE": "true",
+                "DEFAULT_SEND_FREQUENCY_MS": str(cfg.send_frequency_ms),
+                "LOG_LEVEL": os.environ.get("LOG_LEVEL", "info"),
+                **cfg.extra_env.get("simulator", {}),
+            }
+            sim_info = await nursery.start(serve_simulator, SimulatorSettings.from_env(sim_env))
+            sim_url = f"http://{h}:{sim_info.http_port}"
+            seeded = await _seed(cfg, paths, mgmt_url, sim_url)
+            task_status.started(
+                DevInfo(
+                    state_dir=paths.root,
+                    nats_url=nats.url,
+                    nats_monitor_url=nats.monitor_url,
+                    pg_dsn=pg.dsn,
+                    mgmt_url=mgmt_url,
+                    provisioning_url=prov_url,
+                    sim_rest_url=sim_url,
+                    sim_grpc_addr=f"{h}:{sim_info.grpc_port}",
+                    consumer_metrics_url=consumer_metrics_url,
+                    sim_metrics_url=f"http://{h}:{sim_info.metrics_port}",
+                    tenant_id=seeded["tenant_id"],
+                    gateway_ids=list(seeded["gateway_ids"]),
+                    factory_key=seeded["factory_key"],
+                    consumer_env=consumer_env,
+                )
+            )
+    finally:
+        pg.stop()
+        nats.stop()
+
+
+async def _main(cfg: DevConfig) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            info: DevInfo = await nursery.start(run_stack, cfg)
+            print(info.banner(), flush=True)
+            async for _ in signals:
                 print("stopping…", flush=True)
+                nursery.cancel_scope.cancel()
+                break
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = DevConfig(
+        state_dir=Path(args.state_dir),
+        fresh=args.fresh,
+        gateways=args.gateways,
+        nats_port=args.nats_port,
+        pg_port=args.pg_port,
+    )
+    try:
+        bridge.run(lambda: _main(cfg))
+    except KeyboardInterrupt:
+        pass
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("dev", help="run the platform locally (embedded, no Docker)")
+    p = sub.add_parser("dev", help="run the whole platform locally (embedded, no Docker)")
     p.add_argument("--state-dir", default=".notip", help="where state lives (default .notip)")
     p.add_argument("--fresh", action="store_true", help="delete the state and start over")
+    p.add_argument("--gateways", type=int, default=5, help="demo gateways to seed (default 5)")
     p.add_argument("--nats-port", type=int, default=4222)
     p.add_argument("--pg-port", type=int, default=55432)
     p.set_defaults(func=run)

@@ -1,0 +1,129 @@
+"""`just bench` / `python -m bench [--full] [--only NAME ...]`.
+
+Runs the benchmarks on a fresh local nats-server and PostgreSQL (fsync on), prints a
+table with the targets beside the figures and writes the figures as JSON
+(`bench/results/latest.json` unless `--json` says otherwise). Each figure is the
+median of several runs; comparisons are ratios measured within the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import harness
+from bench.harness import Figure, Stack
+
+
+@dataclass(frozen=True)
+class Profile:
+    drain_n: int
+    drain_runs: int
+    latency_rate: int
+    latency_seconds: float
+    latency_runs: int
+    scaleout_n: int
+    scaleout_runs: int
+    sim_gateways: int
+    sim_sensors: int
+    sim_seconds: float
+    sim_runs: int
+    control_seconds: float
+    control_bulk: int
+
+
+PROFILES = {
+    # Under 5 minutes on the 2-core reference machine.
+    "short": Profile(
+        drain_n=100_000, drain_runs=3, latency_rate=5000, latency_seconds=20, latency_runs=3,
+        scaleout_n=100_000, scaleout_runs=3, sim_gateways=300, sim_sensors=5, sim_seconds=20, sim_runs=3,
+        control_seconds=5, control_bulk=100,
+    ),
+    "full": Profile(
+        drain_n=1_000_000, drain_runs=3, latency_rate=5000, latency_seconds=60, latency_runs=3,
+        scaleout_n=200_000, scaleout_runs=3, sim_gateways=1000, sim_sensors=5, sim_seconds=60, sim_runs=3,
+        control_seconds=10, control_bulk=500,
+    ),
+    # For the smoke test: every benchmark on a tiny input, so they cannot rot.
+    "smoke": Profile(
+        drain_n=2000, drain_runs=1, latency_rate=200, latency_seconds=2, latency_runs=1,
+        scaleout_n=2000, scaleout_runs=1, sim_gateways=3, sim_sensors=2, sim_seconds=3, sim_runs=1,
+        control_seconds=1, control_bulk=3,
+    ),
+}
+
+Bench = Callable[[Stack, Profile], Awaitable[list[Figure]]]
+
+
+def benches() -> dict[str, Bench]:
+    from bench import consumer_drain, consumer_latency
+
+    out: dict[str, Bench] = {
+        "drain": lambda s, p: consumer_drain.run(s, p.drain_n, p.drain_runs, ("ours", "limit", "naive")),
+        "latency": lambda s, p: consumer_latency.run(s, p.latency_rate, p.latency_seconds, p.latency_runs),
+    }
+    try:
+        from bench import consumer_scaleout
+
+        out["scaleout"] = lambda s, p: consumer_scaleout.run(s, p.scaleout_n, p.scaleout_runs)
+    except ImportError:
+        pass
+    try:
+        from bench import simulator_scale
+
+        out["simulator"] = lambda s, p: simulator_scale.run(s, p.sim_gateways, p.sim_sensors, p.sim_seconds, p.sim_runs)
+    except ImportError:
+        pass
+    try:
+        from bench import control_plane
+
+        out["control"] = lambda s, p: control_plane.run(s, p.control_seconds, p.control_bulk)
+    except ImportError:
+        pass
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    from notip import bridge
+
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--full", action="store_true", help="the long profile (1M-message drain, 1,000 gateways)")
+    parser.add_argument("--profile", choices=sorted(PROFILES), help="explicit profile (overrides --full)")
+    parser.add_argument("--only", nargs="*", help="run only these benchmarks")
+    parser.add_argument("--json", default="bench/results/latest.json", help="where to write the figures")
+    args = parser.parse_args(argv)
+    name = args.profile or ("full" if args.full else "short")
+    profile = PROFILES[name]
+    selected = benches()
+    if args.only:
+        unknown = set(args.only) - set(selected)
+        if unknown:
+            parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}; have {', '.join(selected)}")
+        selected = {k: v for k, v in selected.items() if k in args.only}
+
+    figures: list[Figure] = []
+    for bench_name, bench in selected.items():
+        print(f"== {bench_name} ({name} profile)", flush=True)
+        with harness.stack() as s:
+            figures += bridge.run(lambda bench=bench, s=s: bench(s, profile))
+    print()
+    harness.print_table(figures)
+    meta = {
+        "profile": name,
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "argv": sys.argv[1:],
+    }
+    harness.write_json(figures, Path(args.json), meta)
+    print(f"\nfigures written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

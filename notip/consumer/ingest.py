@@ -1,0 +1,275 @@
+"""Validation of telemetry messages, batch-shaped and sans-io (DESIGN §6).
+
+`validate_batch` turns one pulled batch of raw JetStream messages into the rows of one
+multi-row INSERT (blobs verbatim, tenant from subject token 2, time from the envelope)
+plus the list of rejected messages, each with a reason label. It runs in tight pure
+Python per message: no I/O, no allocation beyond the row tuple, time passed in.
+
+Rejection reasons (the `reason` label of `notip_consumer_poison_messages_total`):
+
+| reason | what |
+|---|---|
+| `bad_subject` | not `telemetry.data.{tenantId}.{gatewayId}`, bad tenant token, gateway token not a UUID |
+| `bad_json` | not UTF-8 JSON, or not a JSON object |
+| `nul_byte` | a NUL byte anywhere in the payload (raw or `\\u0000`): PostgreSQL text cannot hold it |
+| `bad_field` | a field missing or of the wrong type/shape (UUIDs, sensor type, base64 blobs, IV 12 bytes, tag 16 bytes) |
+| `bad_key_version` | `keyVersion` not an integer in 1..2^31-1 |
+| `bad_timestamp` | `timestamp` not ISO 8601 |
+| `timestamp_without_zone` | `timestamp` without a zone (ambiguous instant) |
+| `timestamp_out_of_range` | more than 24 h ahead of now or more than 366 days old |
+| `gateway_mismatch` | payload `gatewayId` differs from the subject's gateway token |
+| `not_jetstream` | no JetStream ack subject: cannot be acked, only dropped |
+| `db_rejected` | valid here, but the database refused the row on its own (data error) |
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol
+
+from notip.envelope import SENSOR_TYPES
+
+MAX_FUTURE_S = 24 * 3600.0
+MAX_PAST_S = 366 * 86400.0
+KEY_VERSION_MAX = 2**31 - 1
+
+REASONS = (
+    "bad_subject",
+    "bad_json",
+    "nul_byte",
+    "bad_field",
+    "bad_key_version",
+    "bad_timestamp",
+    "timestamp_without_zone",
+    "timestamp_out_of_range",
+    "gateway_mismatch",
+    "not_jetstream",
+    "db_rejected",
+)
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_TENANT = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_B64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+_SENSOR_TYPES = frozenset(SENSOR_TYPES)
+_loads = json.loads
+_scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+_fromiso = dt.datetime.fromisoformat
+
+# (time, tenant_id, gateway_id, sensor_id, sensor_type, encrypted_data, iv, auth_tag, key_version)
+# `time` is the envelope's instant re-rendered by `datetime.isoformat()` (always with
+# its offset): the store passes columns to PostgreSQL as comma-joined text, and every
+# field here is validated to a charset without commas (see store.py for why).
+Row = tuple[str, str, str, str, str, str, str, str, int]
+
+
+class RawMsg(Protocol):
+    """What a pulled message offers (nats-py's `Msg` satisfies it)."""
+
+    subject: str
+    reply: str
+    data: bytes
+
+
+class Rejected(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+class AckMeta(NamedTuple):
+    """Fields of a JetStream ack subject
+    (`$JS.ACK[.<domain>.<hash>].<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>[.<rand>]`)."""
+
+    stream_seq: int
+    delivered: int
+    stored_s: float  # the stream's stored timestamp, seconds since the epoch
+    pending: int
+
+
+def ack_meta(reply: str) -> AckMeta | None:
+    f = _ack_fields(reply)
+    return None if f is None else AckMeta(*f)
+
+
+def _ack_fields(reply: str) -> tuple[int, int, float, int] | None:
+    if not reply.startswith("$JS.ACK."):
+        return None
+    t = reply.split(".")
+    n = len(t)
+    if n == 9:
+        b = 2
+    elif n >= 11:
+        b = 4
+    else:
+        return None
+    try:
+        return int(t[b + 3]), int(t[b + 2]), int(t[b + 5]) / 1e9, int(t[b + 6])
+    except ValueError:
+        return None
+
+
+_subjects: dict[str, tuple[str, str]] = {}
+SUBJECT_CACHE_MAX = 100_000
+
+
+def _subject(subject: str) -> tuple[str, str]:
+    """(tenant, gateway) of a valid subject; cached, gateways repeat."""
+    hit = _subjects.get(subject)
+    if hit is not None:
+        return hit
+    parts = subject.split(".")
+    if len(parts) != 4 or parts[0] != "telemetry" or parts[1] != "data":
+        raise Rejected("bad_subject", "subject is not telemetry.data.{tenantId}.{gatewayId}")
+    tenant = parts[2]
+    gateway = parts[3]
+    if _TENANT.fullmatch(tenant) is None:
+        raise Rejected("bad_subject", "tenant token must be 1-128 of [A-Za-z0-9_-]")
+    if _UUID.fullmatch(gateway) is None:
+        raise Rejected("bad_subject", "gateway token is not a UUID")
+    if len(_subjects) >= SUBJECT_CACHE_MAX:
+        _subjects.clear()
+    _subjects[subject] = hit = (tenant, gateway)
+    return hit
+
+
+def _parse_json(data: bytes) -> object:
+    """json.loads without its per-call Python wrappers (encoding sniffing, two regex
+    passes): decode, then the C scanner; anything unusual goes the slow, exact way."""
+    text = data.decode("utf-8")  # UnicodeDecodeError is a ValueError
+    try:
+        obj, end = _scan(text, 0)
+    except StopIteration:
+        return _loads(text)
+    if end != len(text) and not text[end:].isspace():
+        return _loads(text)  # raises the precise "Extra data" error
+    return obj
+
+
+def check(subject: str, data: bytes, now: float) -> Row:
+    """Validate one message; returns its row or raises `Rejected`."""
+    tenant, gateway = _subject(subject)
+    if b"\x00" in data or b"\\u0000" in data:
+        raise Rejected("nul_byte", "payload contains a NUL byte")
+    try:
+        obj = _parse_json(data)
+    except ValueError as exc:  # includes UnicodeDecodeError
+        raise Rejected("bad_json", f"not JSON: {exc}") from None
+    if type(obj) is not dict:
+        raise Rejected("bad_json", "payload is not a JSON object")
+
+    gw = obj.get("gatewayId")
+    if type(gw) is not str:
+        raise Rejected("bad_field", "gatewayId missing or not a string")
+    if gw != gateway:
+        raise Rejected("gateway_mismatch", "payload gatewayId differs from the subject's")
+    sensor = obj.get("sensorId")
+    if type(sensor) is not str or _UUID.fullmatch(sensor) is None:
+        raise Rejected("bad_field", "sensorId missing or not a UUID")
+    stype = obj.get("sensorType")
+    if type(stype) is not str or stype not in _SENSOR_TYPES:
+        raise Rejected("bad_field", "sensorType missing or unknown")
+    kv = obj.get("keyVersion")
+    if type(kv) is not int or not 1 <= kv <= KEY_VERSION_MAX:
+        raise Rejected("bad_key_version", "keyVersion must be an integer in 1..2147483647")
+    enc = obj.get("encryptedData")
+    if type(enc) is not str or len(enc) % 4 or _B64.fullmatch(enc) is None:
+        raise Rejected("bad_field", "encryptedData missing or not padded base64")
+    iv = obj.get("iv")
+    if type(iv) is not str or len(iv) != 16 or _B64.fullmatch(iv) is None:
+        raise Rejected("bad_field", "iv missing or not base64 of 12 bytes")
+    tag = obj.get("authTag")
+    if (
+        type(tag) is not str
+        or len(tag) != 24
+        or not tag.endswith("==")
+        or _B64.fullmatch(tag) is None
+    ):
+        raise Rejected("bad_field", "authTag missing or not base64 of 16 bytes")
+    ts = obj.get("timestamp")
+    if type(ts) is not str:
+        raise Rejected("bad_timestamp", "timestamp missing or not a string")
+    try:
+        when = _fromiso(ts)
+    except ValueError:
+        raise Rejected("bad_timestamp", "timestamp is not ISO 8601") from None
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise Rejected("timestamp_without_zone", "timestamp has no time zone")
+    epoch = when.timestamp()
+    if epoch > now + MAX_FUTURE_S or epoch < now - MAX_PAST_S:
+        raise Rejected("timestamp_out_of_range", "timestamp too far from now")
+    return (when.isoformat(), tenant, gateway, sensor, stype, enc, iv, tag, kv)
+
+
+@dataclass(slots=True)
+class Reject:
+    reply: str
+    subject: str
+    reason: str
+    detail: str
+    stream_seq: int | None
+
+
+@dataclass(slots=True)
+class Validated:
+    """One batch after validation. `rows`, `replies` and `stored` are aligned."""
+
+    rows: list[Row] = field(default_factory=list)
+    replies: list[str] = field(default_factory=list)
+    stored: list[float] = field(default_factory=list)
+    seqs: list[int] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+    redelivered: int = 0
+    last_pending: int | None = None
+
+
+def validate_batch(msgs: Sequence[RawMsg], now: float) -> Validated:
+    out = Validated()
+    rows = out.rows
+    replies = out.replies
+    stored = out.stored
+    seqs = out.seqs
+    rejects = out.rejects
+    redelivered = 0
+    pending: int | None = None
+    ack_fields = _ack_fields
+    for m in msgs:
+        reply = m.reply
+        meta = ack_fields(reply)
+        if meta is None:
+            rejects.append(Reject("", m.subject, "not_jetstream", "no JetStream ack subject", None))
+            continue
+        seq, delivered, s, pending = meta
+        if delivered > 1:
+            redelivered += 1
+        try:
+            row = check(m.subject, m.data, now)
+        except Rejected as rej:
+            rejects.append(Reject(reply, m.subject, rej.reason, rej.detail, seq))
+            continue
+        rows.append(row)
+        replies.append(reply)
+        stored.append(s if s < now else now)
+        seqs.append(seq)
+    out.redelivered = redelivered
+    out.last_pending = pending
+    return out
+
+
+def latest_sightings(
+    rows: Sequence[Row], stored: Sequence[float], indices: Iterable[int] | None = None
+) -> dict[tuple[str, str], float]:
+    """Newest stored timestamp per (tenant, gateway) among the committed rows."""
+    seen: dict[tuple[str, str], float] = {}
+    idx = range(len(rows)) if indices is None else indices
+    for i in idx:
+        row = rows[i]
+        key = (row[1], row[2])
+        s = stored[i]
+        if seen.get(key, -1.0) < s:
+            seen[key] = s
+    return seen

@@ -1,0 +1,1 @@
+"""SQL migrations of the consumer, applied in file-name order at every start-up (each is idempotent)."""

@@ -1,0 +1,479 @@
+"""Continuous-credit batch pull on nats-py's *core* API (DESIGN §4).
+
+Why not `js.pull_subscribe(...).fetch()`: under trio-asyncio every asyncio callback
+costs a trip through Trio, and `fetch()` runs `next_msg()` per message (a task and a
+`wait_for` each): ~10k msg/s here. This adapter costs ~0.02 callbacks per message:
+
+- one inbox subscription whose callback only appends to a buffer and, when a Trio
+  waiter asked for it, wakes that one waiter (`TrioToken.run_sync_soon`);
+- pull requests published to `$JS.API.CONSUMER.MSG.NEXT.<stream>.<durable>` with the
+  inbox as reply-to, keeping about 2x the batch of credit outstanding (`Credit`);
+- acks as plain publishes to each message's reply subject, sent in one burst by one
+  asyncio coroutine, then one flush (`settle`).
+
+It handles the server's status replies (100 idle heartbeat, 404/408 request done,
+409 limits / consumer deleted / leadership change), drops credit whose request
+expired, resets its credit on reconnect and when heartbeats stop (a stalled pull is
+re-issued), and reports `unbound` when the consumer is deleted under it.
+
+`Credit` is the sans-io bookkeeping (unit-tested); `BatchPuller` is the adapter.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+import trio
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import api
+
+from notip import bridge
+
+log = logging.getLogger("notip.consumer.pull")
+
+PULL_EXPIRES_S = 30.0
+IDLE_HEARTBEAT_S = 5.0
+
+# -- sans-io credit bookkeeping --------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Request:
+    remaining: int
+    expires_at: float
+
+
+class Credit:
+    """Pull requests outstanding at the server, oldest first (the server fills them in
+    order). Times are the caller's clock (Trio time in the adapter)."""
+
+    def __init__(
+        self,
+        target: int,
+        *,
+        min_request: int = 1,
+        expires_s: float = PULL_EXPIRES_S,
+        heartbeat_s: float = IDLE_HEARTBEAT_S,
+    ) -> None:
+        self.target = target
+        self.min_request = max(1, min_request)
+        self.expires_s = expires_s
+        self.heartbeat_s = heartbeat_s
+        self._requests: deque[_Request] = deque()
+        self.last_activity = 0.0
+
+    @property
+    def outstanding(self) -> int:
+        return sum(r.remaining for r in self._requests)
+
+    @property
+    def requests(self) -> int:
+        return len(self._requests)
+
+    def want(self, buffered: int) -> int:
+        """How many messages to ask for now (0 = not worth a request yet)."""
+        room = self.target - self.outstanding - buffered
+        return room if room >= self.min_request else 0
+
+    def requested(self, n: int, now: float) -> None:
+        if not self._requests:
+            self.last_activity = now  # heartbeats are due from now on
+        self._requests.append(_Request(n, now + self.expires_s))
+
+    def cancel_last(self) -> None:
+        """The request just recorded could not be sent."""
+        if self._requests:
+            self._requests.pop()
+
+    def delivered(self) -> None:
+        reqs = self._requests
+        if reqs:
+            front = reqs[0]
+            front.remaining -= 1
+            if front.remaining <= 0:
+                reqs.popleft()
+
+    def ended_oldest(self) -> None:
+        """404/408: the oldest request finished without filling."""
+        if self._requests:
+            self._requests.popleft()
+
+    def ended_newest(self) -> None:
+        """400/409 "Exceeded …": the request just sent was refused."""
+        if self._requests:
+            self._requests.pop()
+
+    def reset(self) -> None:
+        self._requests.clear()
+
+    def touch(self, now: float) -> None:
+        self.last_activity = now
+
+    def expire(self, now: float) -> int:
+        """Forget requests well past their expiry (their 408 was lost). Returns how many."""
+        dropped = 0
+        slack = self.heartbeat_s
+        while self._requests and self._requests[0].expires_at + slack < now:
+            self._requests.popleft()
+            dropped += 1
+        return dropped
+
+    def stalled(self, now: float) -> bool:
+        """Requests outstanding but neither messages nor heartbeats for 2 heartbeats:
+        the server lost them (restart, route change); re-issue."""
+        return bool(self._requests) and now - self.last_activity > 2 * self.heartbeat_s + 1.0
+
+
+def status_action(code: str, description: str) -> str:
+    """What a status reply means for the credit: `heartbeat`, `ended_oldest`,
+    `ended_newest`, `reset` or `unbound`."""
+    if code == "100":
+        return "heartbeat"
+    if code in ("404", "408"):
+        return "ended_oldest"
+    if code == "409":
+        desc = description.lower()
+        if "consumer deleted" in desc or "push based" in desc:
+            return "unbound"
+        if desc.startswith("exceeded") or "exceeds" in desc:
+            return "ended_newest"
+        return "reset"  # leadership change, server shutdown, …
+    if code == "400":
+        return "ended_newest"
+    if code == "503":
+        return "unbound"  # no responders: no such consumer (deleted while we had no request)
+    return "reset"
+
+
+# -- the adapter ------------------------------------------------------------------------
+
+
+class BatchPuller:
+    """Pulls batches from one durable pull consumer. Create with `await start()`, pull
+    with `await next_batch()` from one Trio task, settle with `settle()`."""
+
+    def __init__(
+        self,
+        nc: NATS,
+        stream: str,
+        durable: str,
+        *,
+        batch: int,
+        flush_s: float,
+        credit_factor: int = 2,
+        expires_s: float = PULL_EXPIRES_S,
+        heartbeat_s: float = IDLE_HEARTBEAT_S,
+    ) -> None:
+        self.nc = nc
+        self.stream = stream
+        self.durable = durable
+        self.batch = batch
+        self.flush_s = flush_s
+        self.credit = Credit(
+            credit_factor * batch,
+            min_request=max(1, batch // 2),
+            expires_s=expires_s,
+            heartbeat_s=heartbeat_s,
+        )
+        self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
+        self._buf: deque[Msg] = deque()
+        self._want = 0
+        self._event = trio.Event()
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._activity = 0
+        self._seen_activity = 0
+        self._reset_pending = False
+        self._sub: Any = None
+        self.inbox = ""
+        self.unbound = False
+        self.bound = False
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+    # -- asyncio side (nats-py's reader): tiny, no awaits that matter ----------------
+
+    async def _on_msg(self, msg: Msg) -> None:
+        self._activity += 1
+        if not msg.data:
+            hdr = msg.headers
+            if hdr and "Status" in hdr:
+                self._on_status(hdr)
+                return
+        self._buf.append(msg)
+        self.credit.delivered()
+        want = self._want
+        if want and len(self._buf) >= want:
+            self._wake()
+
+    def _on_status(self, hdr: dict[str, str]) -> None:
+        code = str(hdr.get("Status", ""))
+        action = status_action(code, str(hdr.get("Description", "")))
+        if action == "heartbeat":
+            return
+        if action == "ended_oldest":
+            self.credit.ended_oldest()
+        elif action == "ended_newest":
+            self.credit.ended_newest()
+            log.warning(
+                "pull request refused",
+                extra={
+                    "status": code,
+                    "description": hdr.get("Description"),
+                    "durable": self.durable,
+                },
+            )
+        elif action == "unbound":
+            self.credit.reset()
+            self.unbound = True
+            log.error(
+                "pull consumer gone",
+                extra={
+                    "status": code,
+                    "description": hdr.get("Description"),
+                    "durable": self.durable,
+                },
+            )
+        else:
+            self.credit.reset()
+        if self._want:
+            self._wake()
+
+    def on_reconnect(self) -> None:
+        """Called from the connection's reconnect hook: server-side pull requests may
+        be gone with the old connection."""
+        self._reset_pending = True
+        if self._want:
+            self._wake()
+
+    def _wake(self) -> None:
+        self._want = 0
+        if self._token is not None:
+            self._token.run_sync_soon(self._event.set)
+
+    # -- Trio side ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        self.inbox = self.nc.new_inbox()
+        self._sub = await bridge.call(
+            self.nc.subscribe,
+            self.inbox,
+            cb=self._on_msg,
+            pending_msgs_limit=-1,
+            pending_bytes_limit=-1,
+        )
+        self.bound = True
+        self.unbound = False
+
+    def rebound(self) -> None:
+        self.unbound = False
+        self.credit.reset()
+
+    async def drain(self, timeout: float = 2.0) -> None:
+        """Stop deliveries before handing messages back: UNSUB, then a round trip, so
+        everything the server sent before it saw the UNSUB lands in the buffer (and
+        the server drops our pull requests: nothing more comes our way). NAKing while
+        still subscribed would get the messages redelivered straight back to us."""
+        sub, self._sub = self._sub, None
+        self.bound = False
+        if sub is not None and self.nc.is_connected:
+            await bridge.shielded(sub.drain, timeout=timeout)
+
+    async def stop(self) -> None:
+        self.bound = False
+        if self._sub is not None and not self.nc.is_closed:
+            await bridge.shielded(self._sub.unsubscribe, timeout=2)
+        self._sub = None
+
+    async def _wait_for(self, n: int, timeout: float) -> None:
+        if len(self._buf) >= n:
+            return
+        self._event = trio.Event()
+        self._want = n
+        try:
+            with trio.move_on_after(timeout):
+                await self._event.wait()
+        finally:
+            self._want = 0
+
+    def _maintain(self, now: float) -> None:
+        credit = self.credit
+        if self._reset_pending:
+            self._reset_pending = False
+            credit.reset()
+        if self._activity != self._seen_activity:
+            self._seen_activity = self._activity
+            credit.touch(now)
+        if credit.expire(now):
+            log.debug("dropped expired pull credit", extra={"durable": self.durable})
+        if credit.stalled(now):
+            log.warning("pull stalled (no heartbeat); re-issuing", extra={"durable": self.durable})
+            credit.reset()
+
+    async def _top_up(self) -> None:
+        if self.unbound or not self.nc.is_connected:
+            return
+        n = self.credit.want(len(self._buf))
+        if n <= 0:
+            return
+        payload = json.dumps(
+            {
+                "batch": n,
+                "expires": int(self.credit.expires_s * 1e9),
+                "idle_heartbeat": int(self.credit.heartbeat_s * 1e9),
+            }
+        ).encode()
+        # Recorded before sending: replies may be processed before publish returns.
+        self.credit.requested(n, trio.current_time())
+        try:
+            await bridge.call(self.nc.publish, self._next_subject, payload, reply=self.inbox)
+        except (nats.errors.Error, OSError) as exc:
+            self.credit.cancel_last()
+            log.warning("pull request not sent: %s", exc, extra={"durable": self.durable})
+
+    async def next_batch(self) -> list[Msg]:
+        """Up to `batch` messages: as soon as a full batch is buffered, or whatever
+        arrived within `flush_s` of the first one. Waits for at least one, unless the
+        consumer is gone (`unbound`): then returns [] so the caller can re-create it."""
+        buf = self._buf
+        while True:
+            self._maintain(trio.current_time())
+            await self._top_up()
+            if buf:
+                break
+            if self.unbound:
+                return []
+            await self._wait_for(1, self.credit.heartbeat_s)
+        if len(buf) < self.batch and self.flush_s > 0:
+            await self._wait_for(self.batch, self.flush_s)
+        if len(buf) <= self.batch:
+            out = list(buf)
+            buf.clear()
+        else:
+            out = [buf.popleft() for _ in range(self.batch)]
+        await self._top_up()
+        return out
+
+    def take_buffered(self) -> list[Msg]:
+        """Everything delivered but not handed out (shutdown: to be NAKed)."""
+        out = list(self._buf)
+        self._buf.clear()
+        return out
+
+
+# -- acks --------------------------------------------------------------------------------
+
+ACK = b""
+NAK = b"-NAK"
+TERM = b"+TERM"
+IN_PROGRESS = b"+WPI"
+
+
+async def _publish_all(
+    nc: NATS, groups: Sequence[tuple[Sequence[str], bytes]], flush_timeout: float
+) -> None:
+    publish = nc.publish
+    for replies, payload in groups:
+        for reply in replies:
+            if reply:
+                await publish(reply, payload)
+    if flush_timeout > 0:
+        await nc.flush(timeout=flush_timeout)  # type: ignore[arg-type]
+
+
+async def settle(
+    nc: NATS,
+    *,
+    ack: Sequence[str] = (),
+    term: Sequence[str] = (),
+    nak: Sequence[str] = (),
+    progress: Sequence[str] = (),
+    flush_timeout: float = 5.0,
+) -> bool:
+    """One burst of plain publishes to the messages' reply subjects, then one flush,
+    in a single asyncio coroutine. False when it could not be confirmed (the messages
+    are then redelivered after ack wait: the insert is idempotent)."""
+    groups = [
+        (r, p) for r, p in ((ack, ACK), (term, TERM), (nak, NAK), (progress, IN_PROGRESS)) if r
+    ]
+    if not groups:
+        return True
+    try:
+        await bridge.call(_publish_all, nc, groups, flush_timeout)
+        return True
+    except (nats.errors.Error, OSError, TimeoutError) as exc:
+        log.warning("acks not confirmed: %s", exc, extra={"count": sum(len(r) for r, _ in groups)})
+        return False
+
+
+# -- durable consumers -------------------------------------------------------------------
+
+MUTABLE_FIELDS = (
+    "description",
+    "ack_wait",
+    "max_deliver",
+    "backoff",
+    "max_ack_pending",
+    "filter_subject",
+)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return a is not None and b is not None and abs(float(a) - float(b)) < 1e-3
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+async def ensure_pull_consumer(
+    nc: NATS, stream: str, want: api.ConsumerConfig
+) -> tuple[str, api.ConsumerInfo]:
+    """Create the durable pull consumer, or update the fields that may change on an
+    existing one (the deliver policy only applies at creation: an existing durable
+    resumes where it stopped). Never deletes. Returns ("created"|"updated"|
+    "unchanged", info)."""
+    durable = want.durable_name
+    assert durable
+
+    async def run() -> tuple[str, api.ConsumerInfo]:
+        js = nc.jetstream()
+        try:
+            info = await js.consumer_info(stream, durable)
+        except nats.js.errors.NotFoundError:
+            return "created", await js.add_consumer(stream, want)
+        have = info.config
+        if have.deliver_subject:
+            raise RuntimeError(
+                f"consumer {stream}/{durable} is push-based; expected a pull consumer"
+            )
+        changes = {
+            f: getattr(want, f)
+            for f in MUTABLE_FIELDS
+            if not _same(getattr(have, f), getattr(want, f))
+        }
+        if not changes:
+            return "unchanged", info
+        updated = have.evolve(**changes)
+        return "updated", await js.add_consumer(stream, updated)
+
+    return await bridge.call(run)
+
+
+async def consumer_pending(nc: NATS, stream: str, durable: str) -> int | None:
+    """Messages not yet delivered (the consumer's lag), or None when unknown."""
+    try:
+        info = await bridge.call(nc.jetstream().consumer_info, stream, durable)
+    except (nats.errors.Error, TimeoutError):
+        return None
+    return int(info.num_pending or 0)

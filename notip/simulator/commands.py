@@ -1,0 +1,169 @@
+"""Commands and acks (CONTRACTS §1.4), sans-io.
+
+Management publishes snake_case; the published contract uses camelCase: every key is
+read in both spellings. `parse` checks the envelope of a command, `interpret` its
+type and payload (a `Rejected` becomes a `nack` with its message), `expired` applies
+the 60 s TTL, `ack_payload` builds what goes back on `command.ack.{tenant}.{gateway}`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from notip.envelope import iso, parse_iso
+
+TTL_S = 60.0
+CONFIG_UPDATE = "config_update"
+FIRMWARE_PUSH = "firmware_push"
+COMMAND_TYPES = (CONFIG_UPDATE, FIRMWARE_PUSH)
+MAX_SEND_FREQUENCY_MS = 86_400_000
+
+ACK = "ack"
+NACK = "nack"
+EXPIRED = "expired"
+
+# Canonical platform status ← accepted spellings (case-insensitive; '-' and ' ' read
+# as '_').
+STATUS_ALIASES: dict[str, str] = {
+    "online": "online",
+    "gateway_online": "online",
+    "paused": "paused",
+    "suspended": "paused",
+    "gateway_suspended": "paused",
+    "offline": "offline",
+    "gateway_offline": "offline",
+}
+
+
+class Unparseable(ValueError):
+    """Not a command at all (no JSON object or no command id): nothing can be acked."""
+
+
+class Rejected(ValueError):
+    """A command that is answered with `nack` and this message."""
+
+
+def _camel(snake: str) -> str:
+    head, *rest = snake.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def field(obj: dict[str, Any], snake: str) -> Any:
+    """`obj[snake]`, else `obj[camelCase]`, else None."""
+    if snake in obj:
+        return obj[snake]
+    return obj.get(_camel(snake))
+
+
+@dataclass(frozen=True)
+class Command:
+    command_id: str
+    type: str
+    payload: Any
+    issued_at: Any  # raw value; checked by `expired`
+
+
+@dataclass(frozen=True)
+class ConfigUpdate:
+    send_frequency_ms: int | None
+    status: str | None  # canonical: online | paused | offline
+
+
+@dataclass(frozen=True)
+class FirmwarePush:
+    firmware_version: str
+    download_url: str
+
+
+def parse(data: bytes) -> Command:
+    try:
+        obj = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise Unparseable(f"not JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise Unparseable("not a JSON object")
+    command_id = field(obj, "command_id")
+    if not isinstance(command_id, str) or not command_id:
+        raise Unparseable("command_id is missing")
+    return Command(
+        command_id=command_id,
+        type=field(obj, "type"),
+        payload=field(obj, "payload"),
+        issued_at=field(obj, "issued_at"),
+    )
+
+
+def expired(cmd: Command, now: dt.datetime, ttl_s: float = TTL_S) -> bool:
+    """True when `issued_at` is more than `ttl_s` old. A command without `issued_at`
+    cannot be aged and is executed; an unreadable one is rejected."""
+    if cmd.issued_at is None:
+        return False
+    try:
+        issued = parse_iso(cmd.issued_at)
+    except (ValueError, TypeError):
+        raise Rejected(
+            f"issued_at is not an ISO 8601 timestamp with a zone: {cmd.issued_at!r}"
+        ) from None
+    return (now - issued).total_seconds() > ttl_s
+
+
+def normalise_status(value: Any) -> str:
+    if not isinstance(value, str):
+        raise Rejected("status must be a string")
+    key = re.sub(r"[-\s]", "_", value.strip().lower())
+    try:
+        return STATUS_ALIASES[key]
+    except KeyError:
+        raise Rejected(f"unknown status {value!r}") from None
+
+
+def _frequency(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise Rejected("send_frequency_ms must be an integer")
+    if isinstance(value, float):
+        if not math.isfinite(value) or value != int(value):
+            raise Rejected("send_frequency_ms must be an integer")
+        value = int(value)
+    if value <= 0:
+        raise Rejected("send_frequency_ms must be > 0")
+    if value > MAX_SEND_FREQUENCY_MS:
+        raise Rejected(f"send_frequency_ms must be <= {MAX_SEND_FREQUENCY_MS}")
+    return value
+
+
+def interpret(cmd: Command) -> ConfigUpdate | FirmwarePush:
+    if cmd.type not in COMMAND_TYPES:
+        raise Rejected(f"unknown command type {cmd.type!r}")
+    if not isinstance(cmd.payload, dict):
+        raise Rejected("payload must be a JSON object")
+    if cmd.type == CONFIG_UPDATE:
+        freq = field(cmd.payload, "send_frequency_ms")
+        status = field(cmd.payload, "status")
+        if freq is None and status is None:
+            raise Rejected("config_update needs send_frequency_ms or status")
+        return ConfigUpdate(
+            send_frequency_ms=None if freq is None else _frequency(freq),
+            status=None if status is None else normalise_status(status),
+        )
+    version = field(cmd.payload, "firmware_version")
+    url = field(cmd.payload, "download_url")
+    if not isinstance(version, str) or not version.strip():
+        raise Rejected("firmware_version must be a non-empty string")
+    if url is not None and not isinstance(url, str):
+        raise Rejected("download_url must be a string")
+    return FirmwarePush(firmware_version=version.strip(), download_url=url or "")
+
+
+def ack_payload(command_id: str, status: str, message: str | None, now: dt.datetime) -> bytes:
+    """CONTRACTS §1.4 ack (snake_case); `message` is present when there is one (always on
+    nack)."""
+    body: dict[str, Any] = {"command_id": command_id, "status": status}
+    if message:
+        body["message"] = message
+    body["timestamp"] = iso(now)
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()

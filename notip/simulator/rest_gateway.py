@@ -1,0 +1,348 @@
+"""The REST face of the control plane, derived from the proto (DESIGN §5).
+
+Nothing about a route is written twice: for every RPC with a `google.api.http`
+annotation this module builds a Starlette route from the annotation's method and
+path template, fills the request message from the path variables and (per `body`)
+the JSON body with `google.protobuf.json_format` — which accepts both the camelCase
+and the snake_case spelling of every field — calls the same `Operations` method the
+gRPC servicer calls, and answers with the response (or its `response_body` field) as
+JSON. Success codes come from the proto too (`rest_success_code`, default 204 for
+`google.protobuf.Empty` and 200 otherwise; `rest_partial_code` when the response's
+`errors` has an entry). Errors: `{"error": "..."}` with the HTTP status of
+`HTTP_STATUS`, the one gRPC-code → HTTP table. Bad input is a 4xx, never a 500.
+
+JSON spelling out: lowerCamelCase (json_format's default), except for request
+messages marked `rest_snake_case` (the anomaly bodies of CONTRACTS §4), which the
+OpenAPI document shows snake_case; both spellings are accepted on input everywhere.
+
+`GET /openapi.json` serves an OpenAPI 3 document generated from the same routes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.api import annotations_pb2
+from google.protobuf import descriptor, json_format, message, message_factory
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route as StarletteRoute
+
+from notip.simulator.errors import ApiError
+from notip.simulator.grpc_api import SERVICE, Operations
+from notip.simulator.v1 import simulator_pb2 as pb
+
+log = logging.getLogger("notip.simulator.rest")
+
+# The one gRPC status → HTTP status table.
+HTTP_STATUS: dict[grpc.StatusCode, int] = {
+    grpc.StatusCode.OK: 200,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.FAILED_PRECONDITION: 409,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.INTERNAL: 500,
+    grpc.StatusCode.UNKNOWN: 500,
+    grpc.StatusCode.DATA_LOSS: 500,
+}
+
+_HTTP_PATTERNS = ("get", "put", "post", "delete", "patch")
+_VAR = re.compile(r"\{([a-zA-Z_][a-zA-Z0-9_.]*)(?:=([^}]*))?\}")
+EMPTY_NAME = "google.protobuf.Empty"
+
+
+@dataclass(frozen=True)
+class HttpRoute:
+    """One REST route, as the proto declares it."""
+
+    rpc: descriptor.MethodDescriptor
+    verb: str  # GET, POST, ...
+    template: str  # the annotation's path template, e.g. /sim/gateways/{id}
+    body: str  # "" (no body), "*" (whole request) or a field name
+    response_body: str  # "" (whole response) or a field name
+    success_code: int
+    partial_code: int | None
+    snake_case: bool
+
+    @property
+    def path_fields(self) -> tuple[str, ...]:
+        return tuple(m.group(1) for m in _VAR.finditer(self.template))
+
+    @property
+    def starlette_path(self) -> str:
+        def repl(m: re.Match[str]) -> str:
+            pattern = m.group(2)
+            return "{" + m.group(1) + (":path" if pattern and "**" in pattern else "") + "}"
+
+        return _VAR.sub(repl, self.template)
+
+    @property
+    def returns_empty(self) -> bool:
+        return self.rpc.output_type.full_name == EMPTY_NAME
+
+
+def routes() -> list[HttpRoute]:
+    """Every annotated RPC of the service, in declaration order."""
+    out: list[HttpRoute] = []
+    for method in SERVICE.methods:
+        options = method.GetOptions()
+        if not options.HasExtension(annotations_pb2.http):
+            continue
+        rule = options.Extensions[annotations_pb2.http]
+        pattern = rule.WhichOneof("pattern")
+        if pattern not in _HTTP_PATTERNS:
+            raise ValueError(f"{method.name}: unsupported http pattern {pattern!r}")
+        empty = method.output_type.full_name == EMPTY_NAME
+        success = options.Extensions[pb.rest_success_code] or (204 if empty else 200)
+        partial = options.Extensions[pb.rest_partial_code] or None
+        snake = bool(method.input_type.GetOptions().Extensions[pb.rest_snake_case])
+        out.append(
+            HttpRoute(
+                rpc=method,
+                verb=pattern.upper(),
+                template=getattr(rule, pattern),
+                body=rule.body,
+                response_body=rule.response_body,
+                success_code=success,
+                partial_code=partial,
+                snake_case=snake,
+            )
+        )
+    return out
+
+
+def error(status: int, text: str) -> JSONResponse:
+    return JSONResponse({"error": text}, status_code=status)
+
+
+def _set_path_field(msg: message.Message, name: str, value: str) -> None:
+    target = msg
+    *parents, leaf = name.split(".")
+    for part in parents:
+        target = getattr(target, part)
+    fd = target.DESCRIPTOR.fields_by_name.get(leaf)
+    if fd is None:
+        raise ValueError(f"unknown path field {name}")
+    if fd.type == descriptor.FieldDescriptor.TYPE_STRING:
+        setattr(target, leaf, value)
+    else:  # numbers, bools, enums: let json_format parse the text
+        json_format.ParseDict({leaf: value}, target)
+
+
+def _json_body_field(route: HttpRoute, msg: message.Message) -> message.Message:
+    if route.body == "*":
+        return msg
+    return getattr(msg, route.body)  # type: ignore[no-any-return]
+
+
+def build_handler(
+    route: HttpRoute, call: Callable[[message.Message], Awaitable[message.Message]]
+) -> Callable[[Request], Awaitable[Response]]:
+    request_class = message_factory.GetMessageClass(route.rpc.input_type)
+
+    async def handler(request: Request) -> Response:
+        req = request_class()
+        try:
+            if route.body:
+                raw = await request.body()
+                if raw.strip():
+                    try:
+                        data = json.loads(raw)
+                    except ValueError as exc:
+                        return error(400, f"malformed JSON: {exc}")
+                    if not isinstance(data, dict):
+                        return error(400, "the request body must be a JSON object")
+                    json_format.ParseDict(
+                        data, _json_body_field(route, req), ignore_unknown_fields=True
+                    )
+            for name, value in request.path_params.items():
+                _set_path_field(req, name, value)
+        except (json_format.ParseError, ValueError, TypeError, AttributeError) as exc:
+            return error(400, f"invalid request: {exc}")
+        try:
+            resp = await call(req)
+        except ApiError as exc:
+            return error(HTTP_STATUS.get(exc.code, 500), exc.message)
+        status = route.success_code
+        if route.partial_code and any(getattr(resp, "errors", ())):
+            status = route.partial_code
+        if route.returns_empty or status == 204:
+            return Response(status_code=status)
+        body: Any = json_format.MessageToDict(
+            resp,
+            preserving_proto_field_name=False,
+            always_print_fields_with_no_presence=True,
+        )
+        if route.response_body:
+            fd = resp.DESCRIPTOR.fields_by_name[route.response_body]
+            body = body.get(fd.json_name, [] if fd.is_repeated else None)
+        return JSONResponse(body, status_code=status)
+
+    handler.__name__ = route.rpc.name
+    return handler
+
+
+# -- OpenAPI ---------------------------------------------------------------------------
+
+_SCALARS: dict[int, dict[str, str]] = {
+    descriptor.FieldDescriptor.TYPE_STRING: {"type": "string"},
+    descriptor.FieldDescriptor.TYPE_BOOL: {"type": "boolean"},
+    descriptor.FieldDescriptor.TYPE_DOUBLE: {"type": "number", "format": "double"},
+    descriptor.FieldDescriptor.TYPE_FLOAT: {"type": "number", "format": "float"},
+    descriptor.FieldDescriptor.TYPE_INT32: {"type": "integer", "format": "int32"},
+    descriptor.FieldDescriptor.TYPE_UINT32: {"type": "integer", "format": "int32"},
+    descriptor.FieldDescriptor.TYPE_INT64: {"type": "string", "format": "int64"},
+    descriptor.FieldDescriptor.TYPE_BYTES: {"type": "string", "format": "byte"},
+}
+
+
+class _Schemas:
+    def __init__(self) -> None:
+        self.components: dict[str, Any] = {
+            "Error": {
+                "type": "object",
+                "properties": {"error": {"type": "string"}},
+                "required": ["error"],
+            }
+        }
+
+    def field(self, fd: descriptor.FieldDescriptor) -> dict[str, Any]:
+        if fd.type == descriptor.FieldDescriptor.TYPE_MESSAGE:
+            if fd.message_type.full_name == "google.protobuf.Timestamp":
+                schema: dict[str, Any] = {"type": "string", "format": "date-time"}
+            else:
+                schema = {"$ref": self.ref(fd.message_type)}
+        elif fd.type == descriptor.FieldDescriptor.TYPE_ENUM:
+            schema = {"type": "string", "enum": [v.name for v in fd.enum_type.values]}
+        else:
+            schema = dict(_SCALARS.get(fd.type, {"type": "string"}))
+        if fd.is_repeated:
+            return {"type": "array", "items": schema}
+        return schema
+
+    def ref(
+        self, md: descriptor.Descriptor, *, exclude: tuple[str, ...] = (), snake: bool = False
+    ) -> str:
+        name = md.name + ("Body" if exclude else "")
+        if name not in self.components:
+            self.components[name] = {}  # placeholder: recursion guard
+            props = {
+                (fd.name if snake else fd.json_name): self.field(fd)
+                for fd in md.fields
+                if fd.name not in exclude
+            }
+            self.components[name] = {"type": "object", "properties": props}
+        return f"#/components/schemas/{name}"
+
+
+def openapi(route_list: list[HttpRoute]) -> dict[str, Any]:
+    schemas = _Schemas()
+    paths: dict[str, dict[str, Any]] = {}
+    for route in route_list:
+        op: dict[str, Any] = {"operationId": route.rpc.name, "summary": route.rpc.name}
+        params = [
+            {"name": f, "in": "path", "required": True, "schema": {"type": "string"}}
+            for f in route.path_fields
+        ]
+        if params:
+            op["parameters"] = params
+        if route.body:
+            md = (
+                route.rpc.input_type
+                if route.body == "*"
+                else route.rpc.input_type.fields_by_name[route.body].message_type
+            )
+            ref = schemas.ref(
+                md,
+                exclude=route.path_fields if route.body == "*" else (),
+                snake=route.snake_case,
+            )
+            op["requestBody"] = {
+                "required": False,
+                "content": {"application/json": {"schema": {"$ref": ref}}},
+            }
+        responses: dict[str, Any] = {}
+        if route.returns_empty:
+            responses[str(route.success_code)] = {"description": "done"}
+        else:
+            out = route.rpc.output_type
+            if route.response_body:
+                schema = schemas.field(out.fields_by_name[route.response_body])
+            else:
+                schema = {"$ref": schemas.ref(out)}
+            content = {"application/json": {"schema": schema}}
+            responses[str(route.success_code)] = {"description": "success", "content": content}
+            if route.partial_code:
+                responses[str(route.partial_code)] = {
+                    "description": "partial success: see errors",
+                    "content": content,
+                }
+        err = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        responses["400"] = {"description": "invalid input", **err}
+        if route.path_fields:
+            responses["404"] = {"description": "unknown id", **err}
+        responses["default"] = {"description": "error", **err}
+        op["responses"] = responses
+        paths.setdefault(route.template, {})[route.verb.lower()] = op
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "NoTIP gateway simulator",
+            "version": "1",
+            "description": f"REST face of {SERVICE.full_name} (derived from simulator.proto).",
+        },
+        "paths": paths,
+        "components": {"schemas": schemas.components},
+    }
+
+
+# -- the app -----------------------------------------------------------------------------
+
+
+def create_app(ops: Operations) -> Starlette:
+    route_list = routes()
+    starlette_routes = [
+        StarletteRoute(
+            r.starlette_path,
+            build_handler(r, getattr(ops, r.rpc.name)),
+            methods=[r.verb],
+            name=r.rpc.name,
+        )
+        for r in route_list
+    ]
+    document = openapi(route_list)
+
+    async def openapi_json(request: Request) -> Response:
+        return JSONResponse(document)
+
+    starlette_routes.append(StarletteRoute("/openapi.json", openapi_json, methods=["GET"]))
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return error(exc.status_code, str(exc.detail))
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.error("unexpected error", exc_info=exc)
+        return error(500, "internal error")
+
+    return Starlette(
+        routes=starlette_routes,
+        exception_handlers={HTTPException: http_error, Exception: unexpected},
+    )

@@ -1,0 +1,100 @@
+"""`notip simulator` settings (CONTRACTS §5)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from notip.config import Env
+
+ENV_VARS: frozenset[str] = frozenset(
+    {
+        "PROVISIONING_URL",
+        "NATS_URL",
+        "NATS_CA_CERT_PATH",
+        "NATS_TLS_CERT",
+        "NATS_TLS_KEY",
+        "SQLITE_PATH",
+        "HTTP_ADDR",
+        "METRICS_ADDR",
+        "DEFAULT_SEND_FREQUENCY_MS",
+        "GATEWAY_BUFFER_SIZE",
+        "RECOVERY_MODE",
+        "GRPC_ADDR",
+    }
+)
+
+MAX_SEND_FREQUENCY_MS = 86_400_000  # one day; keeps the value an int32 on the wire
+
+
+@dataclass(frozen=True)
+class Settings:
+    provisioning_url: str
+    nats_url: str
+    nats_ca_cert_path: Path
+    # Both or neither: when set, every gateway connects with this service
+    # certificate instead of its own provisioned one.
+    nats_tls_cert: Path | None = None
+    nats_tls_key: Path | None = None
+    sqlite_path: Path = Path("/data/simulator.db")
+    http_addr: str = ":8090"
+    metrics_addr: str = ":9090"
+    grpc_addr: str = ":50051"
+    default_send_frequency_ms: int = 5000
+    gateway_buffer_size: int = 1000
+    recovery_mode: bool = False
+
+    # -- not read from the environment: code-level knobs (tests shorten them) ------
+    provisioning_timeout_s: float = 15.0
+    provisioning_backoff_s: tuple[float, ...] = (0.5, 1.0, 2.0)
+    bulk_concurrency: int = 10
+    publish_timeout_s: float = 5.0
+    command_fetch_timeout_s: float = 5.0
+    command_ttl_s: float = 60.0
+    firmware_apply_s: float = 1.0
+    restart_backoff_s: float = 0.5
+    restart_backoff_cap_s: float = 30.0
+    nats_read_buffer_bytes: int = 16 * 1024
+    decommission_durable: str = "simulator-decommission"
+    shutdown_grace_s: float = 2.0
+
+    @property
+    def uses_service_cert(self) -> bool:
+        return self.nats_tls_cert is not None and self.nats_tls_key is not None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        env = Env(environ)
+        provisioning_url = env.str("PROVISIONING_URL")
+        if isinstance(provisioning_url, str):
+            parsed = urlparse(provisioning_url)
+            if parsed.scheme not in ("http", "https") or not parsed.netloc:
+                env.problem(f"PROVISIONING_URL={provisioning_url!r}: expected an http(s) URL")
+        nats_url = env.str("NATS_URL")
+        ca = env.path("NATS_CA_CERT_PATH", must_exist=True)
+        cert = env.optional_path("NATS_TLS_CERT", must_exist=True)
+        key = env.optional_path("NATS_TLS_KEY", must_exist=True)
+        set_cert = bool(environ.get("NATS_TLS_CERT", "").strip())
+        set_key = bool(environ.get("NATS_TLS_KEY", "").strip())
+        if set_cert != set_key:
+            env.problem("NATS_TLS_CERT and NATS_TLS_KEY must be set together (or neither)")
+        settings = cls(
+            provisioning_url=provisioning_url,
+            nats_url=nats_url,
+            nats_ca_cert_path=ca,
+            nats_tls_cert=cert,
+            nats_tls_key=key,
+            sqlite_path=env.path("SQLITE_PATH", Path("/data/simulator.db")),
+            http_addr=env.addr("HTTP_ADDR", ":8090"),
+            metrics_addr=env.addr("METRICS_ADDR", ":9090"),
+            grpc_addr=env.addr("GRPC_ADDR", ":50051"),
+            default_send_frequency_ms=env.int(
+                "DEFAULT_SEND_FREQUENCY_MS", 5000, min=1, max=MAX_SEND_FREQUENCY_MS
+            ),
+            gateway_buffer_size=env.int("GATEWAY_BUFFER_SIZE", 1000, min=1),
+            recovery_mode=env.bool("RECOVERY_MODE", False),
+        )
+        env.check()
+        return settings
