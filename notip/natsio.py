@@ -77,7 +77,11 @@ async def connect(
     ev = events or ConnectionEvents()
     label = {"connection": name}
 
+    current: list[NATS] = []
+
     async def disconnected() -> None:
+        if current and (current[0].is_draining or current[0].is_closed):
+            return  # our own shutdown, not an outage
         log.warning("nats disconnected", extra=label)
         ev.on_disconnect()
 
@@ -110,6 +114,7 @@ async def connect(
     delay = 0.2
     while True:
         nc = NATS()
+        current[:] = [nc]
         try:
             await bridge.call(nc.connect, **options)
             log.info("nats connected", extra=label)

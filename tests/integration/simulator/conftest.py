@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from notip.pki import PkiPaths
 from notip.simulator import service
 from notip.simulator.service import Simulator, SimulatorInfo
 from notip.simulator.settings import Settings
-from tests.platform_fixtures import FACTORY_KEY, MgmtHandle, SeededGateway
+from tests.platform_fixtures import MgmtHandle, SeededGateway
 
 T = TypeVar("T")
 
@@ -217,18 +216,3 @@ def sim_settings(
 async def sim(sim_settings: Settings, mgmt: MgmtHandle) -> AsyncIterator[SimHandle]:
     async with running_simulator(sim_settings, mgmt) as handle:
         yield handle
-
-
-def fresh_id() -> str:
-    return str(uuid.uuid4())
-
-
-__all__ = [
-    "FACTORY_KEY",
-    "Capture",
-    "SimHandle",
-    "capture",
-    "eventually",
-    "fresh_id",
-    "running_simulator",
-]
