@@ -20,8 +20,10 @@ from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, ParamSpec, TypeVar
 
+import sniffio
 import trio
 import trio_asyncio
+from trio_asyncio._base import AsyncGeneratorDispatcher
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -59,6 +61,45 @@ async def shielded(
     return not scope.cancelled_caught
 
 
+# grpc.aio's request streams (reflection is a bidirectional stream) are Cython async
+# generators without `ag_frame`; trio-asyncio's async-generator hook hands them to
+# Trio's, which reads `agen.ag_frame` and crashes. Frame-less generators first
+# iterated on the asyncio side go straight to the asyncio loop's hooks instead. The
+# hooks are bound when the loop opens, so this runs before `open_loop`.
+_frameless_agens: dict[int, asyncio.AbstractEventLoop] = {}
+
+
+def _install_asyncgen_fix() -> None:
+    if getattr(AsyncGeneratorDispatcher, "_notip_frameless_fix", False):
+        return
+    original_firstiter = AsyncGeneratorDispatcher.firstiter
+    original_finalizer = AsyncGeneratorDispatcher.finalizer
+
+    def firstiter(self: AsyncGeneratorDispatcher, agen: Any) -> Any:
+        if not hasattr(agen, "ag_frame"):
+            try:
+                library = sniffio.current_async_library()
+            except sniffio.AsyncLibraryNotFoundError:
+                library = None
+            if library == "asyncio":
+                loop = asyncio.get_running_loop()
+                _frameless_agens[id(agen)] = loop
+                return loop._asyncgen_firstiter_hook(agen)  # type: ignore[attr-defined]
+        return original_firstiter(self, agen)
+
+    def finalizer(self: AsyncGeneratorDispatcher, agen: Any) -> Any:
+        loop = _frameless_agens.pop(id(agen), None)
+        if loop is not None:
+            if loop.is_closed():
+                return None
+            return loop._asyncgen_finalizer_hook(agen)  # type: ignore[attr-defined]
+        return original_finalizer(self, agen)
+
+    AsyncGeneratorDispatcher.firstiter = firstiter  # type: ignore[method-assign]
+    AsyncGeneratorDispatcher.finalizer = finalizer  # type: ignore[method-assign]
+    AsyncGeneratorDispatcher._notip_frameless_fix = True  # type: ignore[attr-defined]
+
+
 class _EofNoise(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return "eof_received" not in record.getMessage()
@@ -75,6 +116,7 @@ def quiet_asyncio_noise() -> None:
 async def loop():  # type: ignore[no-untyped-def]
     """`async with bridge.loop():` — the asyncio loop every daemon runs inside."""
     quiet_asyncio_noise()
+    _install_asyncgen_fix()
     async with trio_asyncio.open_loop() as lp:
         yield lp
 

@@ -18,6 +18,7 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
@@ -134,9 +135,14 @@ class NatsServer:
         return self
 
     def _ready(self) -> bool:
-        with urllib.request.urlopen(
-            f"{self.monitor_url}/healthz?js-enabled-only=true", timeout=1
-        ) as resp:
+        try:
+            resp = urllib.request.urlopen(
+                f"{self.monitor_url}/healthz?js-enabled-only=true", timeout=1
+            )
+        except urllib.error.HTTPError as exc:  # e.g. 503 while JetStream recovers
+            exc.close()  # it holds the response's socket: unclosed → ResourceWarning
+            return False
+        with resp:
             if resp.status != 200:
                 return False
         return self._accepts_mtls()

@@ -42,3 +42,4 @@ def setup(level: str | None = None) -> None:
     root.setLevel((level or os.environ.get("LOG_LEVEL", "info")).upper())
     # Per-request access lines from hypercorn are noise at info level.
     logging.getLogger("hypercorn.access").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)

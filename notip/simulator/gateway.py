@@ -163,16 +163,22 @@ class GatewayRuntime:
 
     async def _publisher(self) -> None:
         rec = self.rec
+        lateness = self.deps.metrics.tick_lateness
         last_tick: float | None = None
         while True:
             if last_tick is not None:
                 # Sleep until the next tick; a new frequency applies at once.
+                changed_at = float("-inf")
                 while True:
                     deadline = last_tick + rec.send_frequency_ms / 1000
                     if trio.current_time() >= deadline:
                         break
                     with trio.move_on_at(deadline):
                         await rec.changed.wait()
+                        changed_at = trio.current_time()
+                # Lateness: how long after it was due this tick starts (a tick made
+                # due by a change of frequency is due from that change, not earlier).
+                lateness.observe(max(0.0, trio.current_time() - max(deadline, changed_at)))
             now = trio.current_time()
             last_tick = now
             await self._tick(now)

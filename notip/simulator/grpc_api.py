@@ -11,12 +11,9 @@ parks in `trio.sleep_forever()`, the server is stopped in a shielded `finally`.
 Health (`grpc.health.v1`) and reflection are on, so `grpcurl -plaintext HOST:PORT
 list|describe|<call>` works.
 
-Two trio-asyncio/grpc interop fixes live here, next to the only asyncio code that
-needs them:
-- grpc.aio's request streams (reflection is a bidirectional stream) are Cython async
-  generators without `ag_frame`; trio-asyncio's async-generator hook reads
-  `agen.ag_frame` and crashes. `_install_asyncgen_fix` routes frame-less generators
-  first iterated on the asyncio side straight to the asyncio loop's hooks.
+grpc.aio's request streams are Cython async generators that trio-asyncio's hooks
+cannot handle; `notip.bridge` fixes that before the loop opens. One more interop fix
+lives here:
 - the upb descriptor pool cannot find a file by a *method* symbol, so `grpcurl
   describe pkg.Service.Method` failed; `_Reflection` falls back to the method's
   service.
@@ -24,13 +21,11 @@ needs them:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
-import sniffio
 import trio
 import trio_asyncio
 from google.protobuf import empty_pb2
@@ -38,7 +33,6 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_reflection.v1alpha._async import ReflectionServicer as _AioReflectionServicer
-from trio_asyncio._base import AsyncGeneratorDispatcher
 
 from notip import bridge
 from notip.httpserve import parse_addr
@@ -54,42 +48,6 @@ SERVICE_NAME = SERVICE.full_name
 STOP_GRACE_S = 2.0
 
 # -- interop fixes -----------------------------------------------------------------
-
-_frameless_agens: dict[int, asyncio.AbstractEventLoop] = {}
-
-
-def _install_asyncgen_fix() -> None:
-    if getattr(AsyncGeneratorDispatcher, "_notip_frameless_fix", False):
-        return
-    original_firstiter = AsyncGeneratorDispatcher.firstiter
-    original_finalizer = AsyncGeneratorDispatcher.finalizer
-
-    def firstiter(self: AsyncGeneratorDispatcher, agen: Any) -> Any:
-        if not hasattr(agen, "ag_frame"):
-            try:
-                library = sniffio.current_async_library()
-            except sniffio.AsyncLibraryNotFoundError:
-                library = None
-            if library == "asyncio":
-                loop = asyncio.get_running_loop()
-                _frameless_agens[id(agen)] = loop
-                return loop._asyncgen_firstiter_hook(agen)  # type: ignore[attr-defined]
-        return original_firstiter(self, agen)
-
-    def finalizer(self: AsyncGeneratorDispatcher, agen: Any) -> Any:
-        loop = _frameless_agens.pop(id(agen), None)
-        if loop is not None:
-            if loop.is_closed():
-                return None
-            return loop._asyncgen_finalizer_hook(agen)  # type: ignore[attr-defined]
-        return original_finalizer(self, agen)
-
-    AsyncGeneratorDispatcher.firstiter = firstiter  # type: ignore[method-assign]
-    AsyncGeneratorDispatcher.finalizer = finalizer  # type: ignore[method-assign]
-    AsyncGeneratorDispatcher._notip_frameless_fix = True  # type: ignore[attr-defined]
-
-
-_install_asyncgen_fix()
 
 
 class _Reflection(_AioReflectionServicer):  # type: ignore[misc]

@@ -4,8 +4,12 @@ management and provisioning stand-ins, all driven through their public routes.""
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
+from pathlib import Path
 
 import httpx
+import trio
 
 from notip import envelope
 from notip.devstack import DEMO_SENSORS, DevInfo
