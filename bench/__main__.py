@@ -36,25 +36,61 @@ class Profile:
     sim_runs: int
     control_seconds: float
     control_bulk: int
+    # Windows of the search for the largest simulator N meeting its targets (0: none).
+    sim_search_seconds: float = 0.0
+    control_runs: int = 3
 
 
 PROFILES = {
     # Under 5 minutes on the 2-core reference machine.
     "short": Profile(
-        drain_n=100_000, drain_runs=3, latency_rate=5000, latency_seconds=20, latency_runs=3,
-        scaleout_n=100_000, scaleout_runs=3, sim_gateways=300, sim_sensors=5, sim_seconds=20, sim_runs=3,
-        control_seconds=5, control_bulk=100,
+        drain_n=100_000,
+        drain_runs=3,
+        latency_rate=5000,
+        latency_seconds=20,
+        latency_runs=3,
+        scaleout_n=50_000,
+        scaleout_runs=3,
+        sim_gateways=100,
+        sim_sensors=5,
+        sim_seconds=10,
+        sim_runs=3,
+        control_seconds=3,
+        control_bulk=30,
     ),
     "full": Profile(
-        drain_n=1_000_000, drain_runs=3, latency_rate=5000, latency_seconds=60, latency_runs=3,
-        scaleout_n=200_000, scaleout_runs=3, sim_gateways=1000, sim_sensors=5, sim_seconds=60, sim_runs=3,
-        control_seconds=10, control_bulk=500,
+        drain_n=1_000_000,
+        drain_runs=3,
+        latency_rate=5000,
+        latency_seconds=60,
+        latency_runs=3,
+        scaleout_n=200_000,
+        scaleout_runs=3,
+        sim_gateways=1000,
+        sim_sensors=5,
+        sim_seconds=60,
+        sim_runs=3,
+        control_seconds=10,
+        control_bulk=500,
+        sim_search_seconds=15,
     ),
     # For the smoke test: every benchmark on a tiny input, so they cannot rot.
     "smoke": Profile(
-        drain_n=2000, drain_runs=1, latency_rate=200, latency_seconds=2, latency_runs=1,
-        scaleout_n=2000, scaleout_runs=1, sim_gateways=3, sim_sensors=2, sim_seconds=3, sim_runs=1,
-        control_seconds=1, control_bulk=3,
+        # Backlogs of 10k so that a drain spans many polls of the consumer's state.
+        drain_n=10_000,
+        drain_runs=1,
+        latency_rate=200,
+        latency_seconds=2,
+        latency_runs=1,
+        scaleout_n=10_000,
+        scaleout_runs=1,
+        sim_gateways=3,
+        sim_sensors=2,
+        sim_seconds=3,
+        sim_runs=1,
+        control_seconds=1,
+        control_bulk=3,
+        control_runs=1,
     ),
 }
 
@@ -65,8 +101,12 @@ def benches() -> dict[str, Bench]:
     from bench import consumer_drain, consumer_latency
 
     out: dict[str, Bench] = {
-        "drain": lambda s, p: consumer_drain.run(s, p.drain_n, p.drain_runs, ("ours", "limit", "naive")),
-        "latency": lambda s, p: consumer_latency.run(s, p.latency_rate, p.latency_seconds, p.latency_runs),
+        "drain": lambda s, p: consumer_drain.run(
+            s, p.drain_n, p.drain_runs, ("ours", "limit", "naive")
+        ),
+        "latency": lambda s, p: consumer_latency.run(
+            s, p.latency_rate, p.latency_seconds, p.latency_runs
+        ),
     }
     try:
         from bench import consumer_scaleout
@@ -77,13 +117,17 @@ def benches() -> dict[str, Bench]:
     try:
         from bench import simulator_scale
 
-        out["simulator"] = lambda s, p: simulator_scale.run(s, p.sim_gateways, p.sim_sensors, p.sim_seconds, p.sim_runs)
+        out["simulator"] = lambda s, p: simulator_scale.run(
+            s, p.sim_gateways, p.sim_sensors, p.sim_seconds, p.sim_runs, p.sim_search_seconds
+        )
     except ImportError:
         pass
     try:
         from bench import control_plane
 
-        out["control"] = lambda s, p: control_plane.run(s, p.control_seconds, p.control_bulk)
+        out["control"] = lambda s, p: control_plane.run(
+            s, p.control_seconds, p.control_bulk, p.control_runs
+        )
     except ImportError:
         pass
     return out
@@ -93,10 +137,16 @@ def main(argv: list[str] | None = None) -> int:
     from notip import bridge
 
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--full", action="store_true", help="the long profile (1M-message drain, 1,000 gateways)")
-    parser.add_argument("--profile", choices=sorted(PROFILES), help="explicit profile (overrides --full)")
+    parser.add_argument(
+        "--full", action="store_true", help="the long profile (1M-message drain, 1,000 gateways)"
+    )
+    parser.add_argument(
+        "--profile", choices=sorted(PROFILES), help="explicit profile (overrides --full)"
+    )
     parser.add_argument("--only", nargs="*", help="run only these benchmarks")
-    parser.add_argument("--json", default="bench/results/latest.json", help="where to write the figures")
+    parser.add_argument(
+        "--json", default="bench/results/latest.json", help="where to write the figures"
+    )
     args = parser.parse_args(argv)
     name = args.profile or ("full" if args.full else "short")
     profile = PROFILES[name]
@@ -104,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         unknown = set(args.only) - set(selected)
         if unknown:
-            parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}; have {', '.join(selected)}")
+            parser.error(
+                f"unknown benchmark(s): {', '.join(sorted(unknown))}; have {', '.join(selected)}"
+            )
         selected = {k: v for k, v in selected.items() if k in args.only}
 
     figures: list[Figure] = []

@@ -14,6 +14,7 @@ import os
 import random
 import sys
 import uuid
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -96,8 +97,11 @@ async def measure(
     durable: str,
     n: int,
     first_seq: int,
+    before_stop: Callable[[], Awaitable[None]] | None = None,
 ) -> DrainResult:
-    """Run the drainer process(es) and time them from the outside."""
+    """Run the drainer process(es) and time them from the outside. `before_stop`
+    runs once the drain is complete, while the processes still run (e.g. to read
+    their metrics)."""
     nats_pid = stack.nats.proc.pid  # type: ignore[union-attr]
     pg_pid = stack.pg.proc.pid  # type: ignore[union-attr]
     async with AsyncExitStack() as stack_cm:
@@ -137,6 +141,8 @@ async def measure(
             "postgres": (tree_cpu_seconds(pg_pid) - cpu0["postgres"]) / elapsed,
             "python": (sum(tree_cpu_seconds(c.pid) for c in children) - py0) / elapsed,
         }
+        if before_stop is not None:
+            await before_stop()
         return DrainResult((n - acked0) / elapsed, elapsed, cpu, rss)  # type: ignore[operator]
 
 

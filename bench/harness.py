@@ -105,15 +105,58 @@ def tree_cpu_seconds(pid: int) -> float:
     return own + sum(cpu_seconds(c) for c in children(pid))
 
 
-def peak_rss_mb(pid: int) -> float:
+def _status_mb(pid: int, key: str) -> float:
     try:
         with open(f"/proc/{pid}/status") as fh:
             for line in fh:
-                if line.startswith("VmHWM:"):
+                if line.startswith(key):
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
     return 0.0
+
+
+def peak_rss_mb(pid: int) -> float:
+    return _status_mb(pid, "VmHWM:")
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size now."""
+    return _status_mb(pid, "VmRSS:")
+
+
+# -- Prometheus scrapes ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str
+    labels: dict[str, str]
+    value: float
+
+
+async def scrape(url: str) -> list[Sample]:
+    """Every sample of a /metrics page (text format)."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with httpx.AsyncClient(timeout=30) as client:
+        r = await client.get(url)
+        r.raise_for_status()
+    return [
+        Sample(s.name, dict(s.labels), float(s.value))
+        for family in text_string_to_metric_families(r.text)
+        for s in family.samples
+    ]
+
+
+def sample_sum(samples: list[Sample], name: str, **labels: str) -> float:
+    """Sum of a series over all label sets matching `labels`."""
+    return sum(
+        s.value
+        for s in samples
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    )
 
 
 # -- figures -------------------------------------------------------------------------
@@ -159,22 +202,36 @@ class Child:
     SIGTERM (then SIGKILL) when the block ends."""
 
     def __init__(
-        self, argv: list[str], env: dict[str, str] | None = None, stdout: bool = False
+        self,
+        argv: list[str],
+        env: dict[str, str] | None = None,
+        stdout: bool = False,
+        log: Path | None = None,
     ) -> None:
         self.argv = argv
         self.env = {**os.environ, **(env or {})}
         self.stdout = stdout
+        self.log = log  # stderr (and stdout unless captured) go there, else nowhere
         self.proc: trio.Process | None = None
 
     async def __aenter__(self) -> trio.Process:
         import subprocess
 
-        self.proc = await trio.lowlevel.open_process(
-            self.argv,
-            env=self.env,
-            stdout=subprocess.PIPE if self.stdout else subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        log_file = None
+        if self.log is not None:
+            self.log.parent.mkdir(parents=True, exist_ok=True)
+            log_file = open(self.log, "ab")  # noqa: SIM115, ASYNC230  # the child keeps its own copy
+        sink = log_file if log_file is not None else subprocess.DEVNULL
+        try:
+            self.proc = await trio.lowlevel.open_process(
+                self.argv,
+                env=self.env,
+                stdout=subprocess.PIPE if self.stdout else sink,
+                stderr=sink,
+            )
+        finally:
+            if log_file is not None:
+                log_file.close()
         return self.proc
 
     async def __aexit__(self, *exc: object) -> None:

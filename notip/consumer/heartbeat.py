@@ -139,6 +139,7 @@ class Liveness:
         self.tracker.prune(now)
         due = self.tracker.expired(now)
         if due:
+            log.debug("gateways due for a check", extra={"count": len(due)})
             async with trio.open_nursery() as nursery:
                 for c in due:
                     nursery.start_soon(self._check, c)
@@ -159,6 +160,10 @@ class Liveness:
     async def _check(self, c: Candidate) -> None:
         async with self.limiter:
             state = await self._lifecycle(c)
+            log.debug(
+                "lifecycle checked",
+                extra={"tenant_id": c.key[0], "gateway_id": c.key[1], "state": state},
+            )
             if state == "paused":
                 self.metrics.alerts_suppressed.inc()
                 return

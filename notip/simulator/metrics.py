@@ -13,7 +13,21 @@ ANOMALY_TYPES = ("network_degradation", "disconnect", "outlier")
 # Dense around the 100 ms target of the scale benchmark, so that "p99 < 100 ms" is
 # decided exactly by the le="0.1" bucket.
 TICK_LATENESS_BUCKETS = (
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
 )
 
 

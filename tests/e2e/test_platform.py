@@ -94,6 +94,15 @@ async def test_liveness_stop_alerts_start_recovers_pause_suppresses(
     async def online(g: str) -> bool:
         return (await _status(http, dev, g))["status"] == "online"
 
+    # Liveness is fed by committed rows only: a gateway that never published is never
+    # tracked (management shows it online from provisioning on).
+    async def every_gateway_has_rows() -> bool:
+        rows = await query(
+            dev.pg_dsn, "SELECT DISTINCT gateway_id FROM telemetry WHERE tenant_id = $1", dev.tenant_id
+        )
+        return {r["gateway_id"] for r in rows} >= set(dev.gateway_ids)
+
+    await eventually(every_gateway_has_rows, timeout=60)
     await eventually(lambda: online(gw), timeout=60)
     assert (await http.post(f"{dev.sim_rest_url}/sim/gateways/{gw}/stop")).status_code == 204
 

@@ -1,0 +1,348 @@
+"""Benchmark 4: simulator scale — N gateways (one mTLS NATS connection each) × S
+sensors at 1 Hz.
+
+`notip mgmt`, `notip provisioning` and `notip simulator` run as three processes
+(bench/services.py), so the simulator's CPU and RSS are its own (/proc). Set-up, not
+timed: factory credentials seeded in mgmt (admin HTTP), the gateways created through
+`POST /sim/gateways/bulk` (onboarding with an RSA-2048 key each), S sensors added to
+each; then a settling pause, until the set-up's backlog has drained (the gateways'
+outbound buffers hold less than one tick's worth; at most 30 s). Then `runs`
+back-to-back windows of T seconds; over each window, from two scrapes of the
+simulator's /metrics:
+
+- confirmed / scheduled: Δ`notip_sim_envelopes_published_total` (summed over the
+  gateways; it counts envelopes whose JetStream PubAck arrived, see
+  natslink.publish_batch) ÷ N·S·1 Hz·Δt, Δt between the scrapes' midpoints. The
+  figure pools the back-to-back windows (Σ confirmed ÷ Σ scheduled): the backlog in
+  flight at a window's edges is noise of a few hundred envelopes, which cancels
+  between adjacent windows, so pooling leaves it only at the two outer edges (at
+  the full profile's 3 × 60 s × 5,000 msg/s that is < 0.05 %; the short profile's
+  figure is indicative). The stream's own count (Δ last sequence of TELEMETRY,
+  which only the simulator writes here) and the backlog at both edges are printed
+  beside it as cross-checks;
+- tick lateness p99: from Δ`notip_sim_tick_lateness_seconds` (histogram over every
+  tick of every gateway: how late it started after it was due; pooled over the
+  windows), interpolated within its bucket as Prometheus' histogram_quantile does;
+  "< 100 ms" is decided exactly, since 0.1 s is a bucket boundary;
+- CPU: the simulator process's utime+stime ÷ Δt (100 % = one core; the process is
+  one Trio thread plus idle worker threads, so it cannot use much more than one
+  core), median of the windows;
+- RSS: peak (VmHWM) of the simulator process, set-up included.
+
+Largest N meeting the first two targets: with `search_seconds` > 0 (full profile), a
+short search on the same simulator — doubling from N while the targets hold, then
+bisecting between the last good and the first bad size (gateways are created as
+needed, and stopped/started to change N), one window of `search_seconds` per size.
+Without it (short profile) it is reported for the size that ran (0 = missed).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import trio
+
+from bench import services
+from bench.harness import (
+    Figure,
+    Sample,
+    Stack,
+    cpu_seconds,
+    median,
+    peak_rss_mb,
+    rss_mb,
+    sample_sum,
+    scrape,
+)
+from notip import bridge, natsio
+
+FREQ_HZ = 1.0
+SETTLE_S = 3.0
+BULK_CHUNK = 100
+CONFIRMED_TARGET = 0.999
+LATENESS_TARGET_S = 0.1
+CPU_TARGET = 0.6
+RSS_TARGET_MB = 300.0
+LATENESS = "notip_sim_tick_lateness_seconds"
+
+
+@dataclass
+class Snapshot:
+    t: float
+    samples: list[Sample]
+    cpu: float
+    nats_cpu: float
+    stream_seq: int
+
+    @property
+    def backlog(self) -> float:
+        return sample_sum(self.samples, "notip_sim_buffer_fill_level")
+
+
+@dataclass
+class Window:
+    gateways: int
+    sensors: int
+    seconds: float
+    confirmed: float
+    scheduled: float
+    stored: float
+    errors: float
+    dropped: float
+    hist: dict[float, float]
+    backlog: tuple[float, float]
+    cpu: float
+    nats_cpu: float
+    rss_mb: float
+    peak_rss_mb: float
+
+    @property
+    def ratio(self) -> float:
+        return self.confirmed / self.scheduled if self.scheduled else float("nan")
+
+    @property
+    def lateness_p99(self) -> float:
+        return histogram_quantile(0.99, self.hist)
+
+    def meets_rate_targets(self) -> bool:
+        return meets(self.ratio, self.lateness_p99)
+
+    def line(self) -> str:
+        return (
+            f"N={self.gateways}: confirmed/scheduled {self.ratio:.4%} "
+            f"(stream {self.stored / self.scheduled:.4%}; errors {self.errors:.0f}, "
+            f"dropped {self.dropped:.0f}, backlog {self.backlog[0]:.0f} → {self.backlog[1]:.0f}), "
+            f"tick lateness p99 {1000 * self.lateness_p99:.1f} ms, "
+            f"cpu {self.cpu:.0%} (nats-server {self.nats_cpu:.0%}), rss {self.rss_mb:.0f} MB (peak {self.peak_rss_mb:.0f})"
+        )
+
+
+def meets(ratio: float, lateness_p99: float) -> bool:
+    return ratio >= CONFIRMED_TARGET and lateness_p99 < LATENESS_TARGET_S
+
+
+def pooled(windows: list[Window]) -> tuple[float, float]:
+    """(Σ confirmed ÷ Σ scheduled, p99 of all their ticks) over back-to-back windows."""
+    hist: dict[float, float] = {}
+    for w in windows:
+        for le, count in w.hist.items():
+            hist[le] = hist.get(le, 0.0) + count
+    ratio = sum(w.confirmed for w in windows) / sum(w.scheduled for w in windows)
+    return ratio, histogram_quantile(0.99, hist)
+
+
+def buckets(samples: list[Sample]) -> dict[float, float]:
+    return {float(s.labels["le"]): s.value for s in samples if s.name == LATENESS + "_bucket"}
+
+
+def histogram_quantile(q: float, cumulative: dict[float, float]) -> float:
+    """Prometheus' histogram_quantile on cumulative bucket counts {le: count}."""
+    bounds = sorted(cumulative)
+    total = cumulative.get(math.inf, 0.0)
+    if total <= 0:
+        return float("nan")
+    rank = q * total
+    prev_bound, prev_count = 0.0, 0.0
+    for bound in bounds:
+        count = cumulative[bound]
+        if count >= rank:
+            if math.isinf(bound):
+                return prev_bound  # beyond the last finite bucket: its bound
+            if count == prev_count:
+                return bound
+            return prev_bound + (bound - prev_bound) * (rank - prev_count) / (count - prev_count)
+        prev_bound, prev_count = bound, count
+    return prev_bound
+
+
+async def snapshot(svc: services.Services, nc: natsio.NATS) -> Snapshot:
+    t0 = trio.current_time()
+    samples = await scrape(svc.sim_metrics_url)
+    t1 = trio.current_time()
+    cpu = cpu_seconds(svc.sim.pid)
+    nats_cpu = cpu_seconds(svc.nats_pid)
+    info = await bridge.call(nc.jetstream().stream_info, "TELEMETRY")
+    return Snapshot((t0 + t1) / 2, samples, cpu, nats_cpu, info.state.last_seq)
+
+
+async def window(
+    svc: services.Services, nc: natsio.NATS, gateways: int, sensors: int, seconds: float
+) -> Window:
+    a = await snapshot(svc, nc)
+    await trio.sleep(seconds)
+    b = await snapshot(svc, nc)
+    dt = b.t - a.t
+
+    def delta(name: str) -> float:
+        return sample_sum(b.samples, name) - sample_sum(a.samples, name)
+
+    ba, bb = buckets(a.samples), buckets(b.samples)
+    hist = {le: bb[le] - ba.get(le, 0.0) for le in bb}
+    return Window(
+        gateways=gateways,
+        sensors=sensors,
+        seconds=dt,
+        confirmed=delta("notip_sim_envelopes_published_total"),
+        scheduled=gateways * sensors * FREQ_HZ * dt,
+        stored=float(b.stream_seq - a.stream_seq),
+        errors=delta("notip_sim_publish_errors_total"),
+        dropped=delta("notip_sim_buffer_dropped_total"),
+        hist=hist,
+        backlog=(a.backlog, b.backlog),
+        cpu=(b.cpu - a.cpu) / dt,
+        nats_cpu=(b.nats_cpu - a.nats_cpu) / dt,
+        rss_mb=rss_mb(svc.sim.pid),
+        peak_rss_mb=peak_rss_mb(svc.sim.pid),
+    )
+
+
+async def settle(svc: services.Services, per_tick: int, timeout: float = 30.0) -> None:
+    """Let the set-up's backlog drain: wait SETTLE_S, then until the gateways'
+    outbound buffers together hold less than one tick's worth (or `timeout`: a
+    simulator that cannot catch up is then measured as it is)."""
+    await trio.sleep(SETTLE_S)
+    with trio.move_on_after(timeout):
+        while True:
+            samples = await scrape(svc.sim_metrics_url)
+            if sample_sum(samples, "notip_sim_buffer_fill_level") < per_tick:
+                return
+            await trio.sleep(0.5)
+
+
+class Fleet:
+    """The gateways of one simulator; the first `running` of them run."""
+
+    def __init__(self, svc: services.Services, sensors: int) -> None:
+        self.svc = svc
+        self.sensors = sensors
+        self.ids: list[str] = []
+        self.running = 0
+
+    async def grow(self, count: int) -> None:
+        """Create `count` more gateways (they start running at once) with sensors."""
+        factory_ids = await self.svc.seed_factories(count)
+        new = await self.svc.bulk_create(factory_ids, int(1000 / FREQ_HZ), chunk=BULK_CHUNK)
+        await self.svc.add_sensors(new, self.sensors)
+        self.ids += new
+        self.running = len(self.ids)
+
+    async def resize(self, n: int) -> None:
+        if n > len(self.ids):
+            await self.svc.set_running(self.ids[self.running :], True)
+            await self.grow(n - len(self.ids))
+        elif n > self.running:
+            await self.svc.set_running(self.ids[self.running : n], True)
+        elif n < self.running:
+            await self.svc.set_running(self.ids[n : self.running], False)
+        self.running = n
+        await settle(self.svc, n * self.sensors)
+
+
+async def search(
+    fleet: Fleet,
+    nc: natsio.NATS,
+    n0: int,
+    n0_ok: bool,
+    seconds: float,
+    cap: int,
+    max_probes: int = 6,
+) -> tuple[int, list[Window]]:
+    """Largest N meeting the confirmed and lateness targets: doubling, then bisecting."""
+    good, bad = (n0, None) if n0_ok else (0, n0)
+    probes: list[Window] = []
+
+    async def probe(n: int) -> bool:
+        await fleet.resize(n)
+        w = await window(fleet.svc, nc, n, fleet.sensors, seconds)
+        probes.append(w)
+        ok = w.meets_rate_targets()
+        print(f"  simulator search: {w.line()} → {'meets' if ok else 'misses'}", flush=True)
+        return ok
+
+    while bad is None and 2 * good <= cap and len(probes) < max_probes:
+        if await probe(2 * good):
+            good *= 2
+        else:
+            bad = 2 * good
+    while bad is not None and bad - good > max(25, bad // 10) and len(probes) < max_probes:
+        mid = (good + bad) // 2
+        if await probe(mid):
+            good = mid
+        else:
+            bad = mid
+    return good, probes
+
+
+async def run(
+    stack: Stack,
+    gateways: int,
+    sensors: int,
+    seconds: float,
+    runs: int,
+    search_seconds: float = 0.0,
+) -> list[Figure]:
+    tls = natsio.tls_context(stack.tls("management-api"))
+    async with services.platform(stack) as svc:
+        nc = await natsio.connect(stack.nats.url, tls, name="bench-simulator")
+        try:
+            fleet = Fleet(svc, sensors)
+            t0 = trio.current_time()
+            await fleet.grow(gateways)
+            setup = trio.current_time() - t0
+            print(
+                f"  simulator: {gateways} gateways × {sensors} sensors created and onboarded "
+                f"in {setup:.1f} s (not timed)",
+                flush=True,
+            )
+            await settle(svc, gateways * sensors)
+            windows: list[Window] = []
+            for i in range(runs):
+                w = await window(svc, nc, gateways, sensors, seconds)
+                windows.append(w)
+                print(f"  simulator window {i + 1}: {w.line()}", flush=True)
+            ratio, p99 = pooled(windows)
+            if search_seconds > 0:
+                largest, _ = await search(
+                    fleet, nc, gateways, meets(ratio, p99), search_seconds, cap=4 * gateways
+                )
+                largest_name = (
+                    f"largest N meeting ≥ 99.9 % and p99 < 100 ms ({search_seconds:g} s windows)"
+                )
+            else:
+                largest = gateways if meets(ratio, p99) else 0
+                largest_name = (
+                    f"largest N meeting ≥ 99.9 % and p99 < 100 ms (sizes run: {gateways})"
+                )
+        finally:
+            await natsio.drain(nc)
+
+    def fig(name: str, values: list[float], unit: str, target: str, met: bool | None) -> Figure:
+        return Figure("simulator", name, median(values), unit, target, met, values)
+
+    cpu = [100 * w.cpu for w in windows]
+    rss = [w.peak_rss_mb for w in windows]
+    size = f"{gateways:,} gw × {sensors} sensors × {FREQ_HZ:g} Hz, {runs} × {seconds:g} s pooled"
+    return [
+        Figure(
+            "simulator",
+            f"confirmed / scheduled ({size})",
+            100 * ratio,
+            "%",
+            ">= 99.9",
+            ratio >= CONFIRMED_TARGET,
+            [100 * w.ratio for w in windows],
+        ),
+        Figure(
+            "simulator",
+            "tick lateness p99 (pooled)",
+            1000 * p99,
+            "ms",
+            "< 100",
+            p99 < LATENESS_TARGET_S,
+            [1000 * w.lateness_p99 for w in windows],
+        ),
+        fig("simulator CPU", cpu, "% of a core", "<= 60", median(cpu) <= 100 * CPU_TARGET),
+        fig("simulator RSS (peak)", rss, "MB", "< 300", median(rss) < RSS_TARGET_MB),
+        Figure("simulator", largest_name, float(largest), "gateways"),
+    ]

@@ -1,0 +1,80 @@
+"""`notip_sim_tick_lateness_seconds`: how late each tick starts after it was due
+(the scale benchmark's tick-lateness p99 comes from it). Under MockClock; a tick that
+blocks the loop is simulated by jumping the clock inside it."""
+
+from __future__ import annotations
+
+import trio
+import trio.testing
+
+from notip.simulator.gateway import GatewayDeps, GatewayRuntime
+
+from .conftest import add_sensor, make_record
+
+NAME = "notip_sim_tick_lateness_seconds"
+
+
+def sample(deps: GatewayDeps, suffix: str, **labels: str) -> float:
+    value = deps.metrics.registry.get_sample_value(NAME + suffix, labels)
+    assert value is not None
+    return value
+
+
+async def test_on_time_ticks_are_observed_with_zero_lateness(
+    deps: GatewayDeps, autojump_clock: trio.testing.MockClock
+) -> None:
+    rec = make_record(freq_ms=1000)
+    add_sensor(rec)
+    runtime = GatewayRuntime(rec, deps)
+    async with trio.open_nursery() as n:
+        n.start_soon(runtime._publisher)
+        await trio.sleep(5.5)  # ticks at 0..5: the first has no due time
+        n.cancel_scope.cancel()
+    assert sample(deps, "_count") == 5
+    assert sample(deps, "_sum") == 0
+    assert sample(deps, "_bucket", le="0.0005") == 5
+
+
+async def test_a_tick_delayed_by_a_blocked_loop_is_late_by_the_delay(
+    deps: GatewayDeps, autojump_clock: trio.testing.MockClock
+) -> None:
+    rec = make_record(freq_ms=1000)
+    add_sensor(rec)
+    runtime = GatewayRuntime(rec, deps)
+    tick = runtime._tick
+    calls = 0
+
+    async def slow_tick(now: float) -> None:
+        nonlocal calls
+        calls += 1
+        await tick(now)
+        if calls == 3:
+            autojump_clock.jump(1.3)  # this tick held the loop 1.3 s (period 1 s)
+
+    runtime._tick = slow_tick  # type: ignore[method-assign]
+    async with trio.open_nursery() as n:
+        n.start_soon(runtime._publisher)
+        await trio.sleep(5.5)  # ticks at 0, 1, 2 (blocks until 3.3), 3.3, 4.3, 5.3
+        n.cancel_scope.cancel()
+    assert sample(deps, "_count") == 5
+    assert abs(sample(deps, "_sum") - 0.3) < 1e-6
+    assert sample(deps, "_bucket", le="0.25") == 4
+    assert sample(deps, "_bucket", le="0.5") == 5
+
+
+async def test_a_tick_made_due_by_a_new_frequency_is_not_late(
+    deps: GatewayDeps, autojump_clock: trio.testing.MockClock
+) -> None:
+    rec = make_record(freq_ms=60_000)
+    add_sensor(rec)
+    runtime = GatewayRuntime(rec, deps)
+    async with trio.open_nursery() as n:
+        n.start_soon(runtime._publisher)
+        await trio.sleep(1)
+        rec.send_frequency_ms = 500  # due 0.5 s after the t=0 tick, i.e. already past
+        rec.changed.fire()
+        await trio.sleep(1.2)
+        n.cancel_scope.cancel()
+    # ticks at 0, then at once at t=1, then 1.5, 2.0: none late
+    assert sample(deps, "_count") == 3
+    assert sample(deps, "_sum") == 0
