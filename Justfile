@@ -5,20 +5,11 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 
 # list the recipes
 default:
-    @just --list
+    @{{just_executable()}} --list
 
-# create and fill .venv when it is missing or older than pyproject.toml
+# create and fill .venv when it is missing or older than pyproject.toml (./just does it)
 venv:
-    #!/usr/bin/env bash
-    set -euo pipefail
-    if [ ! -x .venv/bin/notip ] || [ pyproject.toml -nt .venv/.installed ]; then
-      py=python3
-      for c in python3.13 python3.12 python3.11; do command -v $c >/dev/null && { py=$c; break; }; done
-      $py -m venv .venv
-      .venv/bin/python -m pip install --quiet --upgrade pip
-      .venv/bin/python -m pip install --quiet -e '.[dev]'
-      touch .venv/.installed
-    fi
+    @./just --version > /dev/null
 
 # run the whole test suite (real nats-server and PostgreSQL, no Docker)
 test *ARGS: venv
