@@ -7,6 +7,7 @@ variable, so a bad deployment is fixed in one round.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
@@ -27,11 +28,11 @@ class ConfigError(ValueError):
 
 
 class Env:
-    def __init__(self, environ: Mapping[str, str]) -> None:
+    def __init__(self, environ: Mapping[builtins.str, str]) -> None:
         self.environ = environ
-        self.problems: list[str] = []
+        self.problems: list[builtins.str] = []
 
-    def _raw(self, name: str, default: object) -> str | object:
+    def _raw(self, name: builtins.str, default: object) -> builtins.str | object:
         value = self.environ.get(name)
         if value is None or value.strip() == "":
             if default is _MISSING:
@@ -39,7 +40,7 @@ class Env:
             return default
         return value.strip()
 
-    def _parse(self, name: str, default: object, parse: Callable[[str], T]) -> T:
+    def _parse(self, name: builtins.str, default: object, parse: Callable[[builtins.str], T]) -> T:
         raw = self._raw(name, default)
         if not isinstance(raw, str):
             return raw  # type: ignore[return-value]  # the default, or _MISSING
@@ -49,11 +50,13 @@ class Env:
             self.problems.append(f"{name}={raw!r}: {exc}")
             return default  # type: ignore[return-value]
 
-    def str(self, name: str, default: object = _MISSING) -> str:
+    def str(self, name: builtins.str, default: object = _MISSING) -> builtins.str:
         return self._parse(name, default, lambda s: s)
 
-    def path(self, name: str, default: object = _MISSING, *, must_exist: bool = False) -> Path:
-        def parse(s: str) -> Path:
+    def path(
+        self, name: builtins.str, default: object = _MISSING, *, must_exist: bool = False
+    ) -> Path:
+        def parse(s: builtins.str) -> Path:
             p = Path(s)
             if must_exist and not p.exists():
                 raise ValueError("file does not exist")
@@ -61,18 +64,18 @@ class Env:
 
         return self._parse(name, default, parse)
 
-    def optional_path(self, name: str, *, must_exist: bool = False) -> Path | None:
+    def optional_path(self, name: builtins.str, *, must_exist: bool = False) -> Path | None:
         return self.path(name, None, must_exist=must_exist)  # type: ignore[arg-type]
 
     def int(
         self,
-        name: str,
+        name: builtins.str,
         default: object = _MISSING,
         *,
-        min: int | None = None,
-        max: int | None = None,
-    ) -> int:
-        def parse(s: str) -> int:
+        min: builtins.int | None = None,
+        max: builtins.int | None = None,
+    ) -> builtins.int:
+        def parse(s: builtins.str) -> builtins.int:
             try:
                 v = int(s, 10)
             except ValueError:
@@ -85,8 +88,8 @@ class Env:
 
         return self._parse(name, default, parse)
 
-    def bool(self, name: str, default: object = _MISSING) -> bool:
-        def parse(s: str) -> bool:
+    def bool(self, name: builtins.str, default: object = _MISSING) -> builtins.bool:
+        def parse(s: builtins.str) -> builtins.bool:
             low = s.lower()
             if low in ("1", "true", "yes", "on"):
                 return True
@@ -96,22 +99,24 @@ class Env:
 
         return self._parse(name, default, parse)
 
-    def choice(self, name: str, choices: tuple[str, ...], default: object = _MISSING) -> str:
-        def parse(s: str) -> str:
+    def choice(
+        self, name: builtins.str, choices: tuple[builtins.str, ...], default: object = _MISSING
+    ) -> builtins.str:
+        def parse(s: builtins.str) -> builtins.str:
             if s not in choices:
                 raise ValueError(f"expected one of {', '.join(choices)}")
             return s
 
         return self._parse(name, default, parse)
 
-    def addr(self, name: str, default: object = _MISSING) -> str:
-        def parse(s: str) -> str:
+    def addr(self, name: builtins.str, default: object = _MISSING) -> builtins.str:
+        def parse(s: builtins.str) -> builtins.str:
             parse_addr(s)
             return s
 
         return self._parse(name, default, parse)
 
-    def problem(self, message: str) -> None:
+    def problem(self, message: builtins.str) -> None:
         self.problems.append(message)
 
     def check(self) -> None:

@@ -22,6 +22,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from notip.natsconf import NatsConfig
 from notip.pki import PkiPaths
@@ -70,6 +71,27 @@ def _stop(proc: subprocess.Popen[bytes] | None, sig: int, timeout: float = 15) -
         proc.wait(5)
 
 
+class _Server:
+    """`with Server(...) as s:` starts it and always stops it."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
 # -- nats-server ----------------------------------------------------------------------
 
 
@@ -83,7 +105,7 @@ def find_nats_server() -> str:
     return found
 
 
-class NatsServer:
+class NatsServer(_Server):
     """nats-server with the generated mTLS config on free loopback ports."""
 
     def __init__(
@@ -114,7 +136,7 @@ class NatsServer:
     def config_path(self) -> Path:
         return self.workdir / "nats-server.conf"
 
-    def start(self, timeout: float = 20) -> NatsServer:
+    def start(self, timeout: float = 20) -> Self:
         self.workdir.mkdir(parents=True, exist_ok=True)
         NatsConfig(
             pki_dir=self.pki.root.resolve(),
@@ -162,17 +184,6 @@ class NatsServer:
         _stop(self.proc, signal.SIGTERM)
         self.proc = None
 
-    def __enter__(self) -> NatsServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
 
 # -- PostgreSQL -----------------------------------------------------------------------
 
@@ -209,7 +220,7 @@ def timescaledb_available(bindir: Path) -> bool:
     return Path(sharedir, "extension", "timescaledb.control").exists()
 
 
-class PostgresServer:
+class PostgresServer(_Server):
     """A throwaway cluster: `initdb` (as the `postgres` user when we are root), then
     `postgres` as a direct child on a free loopback port with TLS when a server
     certificate is given; password (scram) auth over TCP."""
@@ -350,7 +361,7 @@ class PostgresServer:
             raise ServerError(f"psql failed: {out.stderr}")
         return out.stdout.strip()
 
-    def start(self, timeout: float = 60) -> PostgresServer:
+    def start(self, timeout: float = 60) -> Self:
         if not (self.datadir / "PG_VERSION").exists():
             self._initdb()
         log = open(self.datadir.parent / f"{self.datadir.name}.log", "ab")  # noqa: SIM115
@@ -371,32 +382,3 @@ class PostgresServer:
         # SIGINT = "fast" shutdown: roll back sessions, checkpoint, exit.
         _stop(self.proc, signal.SIGINT, timeout=30)
         self.proc = None
-
-    def __enter__(self) -> PostgresServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
-def docker_available() -> bool:
-    """Cheap check for a reachable Docker engine (the CLI alone is not enough)."""
-    sock = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    if not sock.startswith("unix://"):
-        return False
-    path = sock[len("unix://") :]
-    if not os.path.exists(path):
-        return False
-    try:
-        with socket.socket(socket.AF_UNIX) as s:
-            s.settimeout(0.5)
-            s.connect(path)
-            s.sendall(b"GET /_ping HTTP/1.0\r\n\r\n")
-            return b"OK" in s.recv(1024)
-    except OSError:
-        return False
