@@ -49,9 +49,14 @@ async def read_json(
     if not body:
         raise HttpError(400, error, "empty body; expected a JSON object")
     try:
-        return json.loads(body)
+        value = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise HttpError(400, error, f"body is not valid JSON: {exc}") from None
+    try:  # `"\ud800"` parses into a str that no store, certificate or UTF-8 can hold
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise HttpError(400, error, "body contains an unpaired UTF-16 surrogate escape") from None
+    return value
 
 
 async def read_json_object(request: Request, *, error: str = "invalid JSON body") -> dict[str, Any]:

@@ -53,6 +53,16 @@ def _camel(snake: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
+def _encodable(text: str) -> bool:
+    """False for a str holding an unpaired surrogate (`"\\ud800"` is valid JSON):
+    no UTF-8 store or payload can hold it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def field(obj: dict[str, Any], snake: str) -> Any:
     """`obj[snake]`, else `obj[camelCase]`, else None."""
     if snake in obj:
@@ -90,9 +100,14 @@ def parse(data: bytes) -> Command:
     command_id = field(obj, "command_id")
     if not isinstance(command_id, str) or not command_id:
         raise Unparseable("command_id is missing")
+    if not _encodable(command_id):
+        raise Unparseable("command_id is not valid Unicode")
+    type_ = field(obj, "type")
+    if isinstance(type_, str) and not _encodable(type_):
+        type_ = type_.encode("utf-8", "backslashreplace").decode("utf-8")  # unknown: nack
     return Command(
         command_id=command_id,
-        type=field(obj, "type"),
+        type=type_,
         payload=field(obj, "payload"),
         issued_at=field(obj, "issued_at"),
     )
@@ -154,6 +169,8 @@ def interpret(cmd: Command) -> ConfigUpdate | FirmwarePush:
     url = field(cmd.payload, "download_url")
     if not isinstance(version, str) or not version.strip():
         raise Rejected("firmware_version must be a non-empty string")
+    if not _encodable(version):
+        raise Rejected("firmware_version is not valid Unicode")
     if url is not None and not isinstance(url, str):
         raise Rejected("download_url must be a string")
     return FirmwarePush(firmware_version=version.strip(), download_url=url or "")

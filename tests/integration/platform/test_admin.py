@@ -222,3 +222,37 @@ async def test_unknown_routes_and_methods_answer_json(mgmt: MgmtHandle, provisio
     async with httpx.AsyncClient() as client:
         _err(await client.get(provisioning + "/provision/onboard"), 405)
         _err(await client.get(provisioning + "/nothing"), 404)
+
+
+async def test_unpaired_surrogate_escapes_are_400_not_500(mgmt: MgmtHandle) -> None:
+    """`"\\ud800"` is valid JSON but no UTF-8 store can hold it: 400, nothing written."""
+    gw = await mgmt.new_gateway()
+    tenant = str(uuid.uuid4())
+    for method, path, raw in (
+        (
+            "POST",
+            "/admin/gateways",
+            '{"factory_id": "f\\ud800", "factory_key": "k", "tenant_id": "T", "model": "m"}'.replace(
+                '"T"', f'"{tenant}"'
+            ),
+        ),
+        (
+            "POST",
+            "/admin/gateways",
+            '{"factory_id": "f", "factory_key": "k", "tenant_id": "T", "model": "\\udfff"}'.replace(
+                '"T"', f'"{tenant}"'
+            ),
+        ),
+        (
+            "POST",
+            f"/cmd/{gw.gateway_id}/firmware",
+            '{"firmware_version": "2\\ud800", "download_url": "https://x/y"}',
+        ),
+    ):
+        resp = await mgmt.http.request(method, path, content=raw.encode())
+        _err(resp, 400)
+        assert "surrogate" in resp.json()["message"], (path, resp.text)
+    listed = (await mgmt.http.get("/admin/gateways", params={"tenant_id": gw.tenant_id})).json()
+    assert [g["id"] for g in listed] == [gw.gateway_id]
+    metrics = (await mgmt.http.get("/metrics")).text
+    assert "notip_mgmt_commands_published_total{" not in metrics

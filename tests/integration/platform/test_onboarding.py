@@ -212,3 +212,21 @@ async def test_management_silent_is_503_within_the_clients_15_s(
     assert (resp.status_code, resp.json()) == (503, {"error": "SERVICE_UNAVAILABLE"})
     assert elapsed < 15.0
     assert len(seen) >= 2  # it did retry
+
+
+async def test_unpaired_surrogate_escape_is_400_not_500(
+    mgmt: MgmtHandle, provisioning: str
+) -> None:
+    """`"\\ud800"` is valid JSON but cannot be encoded (CSR, NATS request): 400, and the
+    factory key is not used up."""
+    gw = await mgmt.new_gateway()
+    async with httpx.AsyncClient(timeout=20) as client:
+        creds = json.dumps({"factoryId": gw.factory_id, "factoryKey": gw.factory_key})
+        raw = '{"credentials": ' + creds + ', "csr": "\\ud800", "sendFrequencyMs": 1000}'
+        resp = await client.post(
+            provisioning + "/provision/onboard",
+            content=raw.encode(),
+            headers={"content-type": "application/json"},
+        )
+    assert (resp.status_code, resp.json()["error"]) == (400, "VALIDATION_ERROR"), resp.text
+    assert (await onboard(provisioning, gw.factory_id, gw.factory_key)).status_code == 201

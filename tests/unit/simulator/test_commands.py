@@ -50,7 +50,14 @@ def test_both_spellings_of_every_key() -> None:
 
 
 @pytest.mark.parametrize(
-    "data", [b"not json", b"[1,2]", raw(type="config_update"), raw(command_id="")]
+    "data",
+    [
+        b"not json",
+        b"[1,2]",
+        raw(type="config_update"),
+        raw(command_id=""),
+        b'{"command_id": "c\\ud800", "type": "config_update", "payload": {"status": "online"}}',
+    ],
 )
 def test_unparseable(data: bytes) -> None:
     with pytest.raises(Unparseable):
@@ -134,12 +141,32 @@ def test_unknown_statuses_are_rejected_never_crash(text: str) -> None:
             },
             "download_url",
         ),
+        (
+            # an unpaired surrogate escape: the gateway's store cannot hold it (nack,
+            # never a crash of the gateway)
+            {
+                "command_id": "c",
+                "type": "firmware_push",
+                "payload": {"firmware_version": "2\ud800", "download_url": "http://x"},
+            },
+            "firmware_version",
+        ),
     ],
 )
 def test_bad_commands_are_rejected_with_a_message(obj: dict[str, object], fragment: str) -> None:
     with pytest.raises(Rejected) as info:
         commands.interpret(commands.parse(json.dumps(obj).encode()))
     assert fragment in str(info.value)
+
+
+def test_unencodable_type_is_rejected_and_can_be_reported() -> None:
+    """`"\\ud800"` as a type: nacked as unknown, and the type stays encodable (it goes
+    into the gateway's event stream and logs)."""
+    cmd = commands.parse(b'{"command_id": "c", "type": "x\\ud800", "payload": {}}')
+    assert isinstance(cmd.type, str)
+    cmd.type.encode("utf-8")
+    with pytest.raises(Rejected, match="unknown command type"):
+        commands.interpret(cmd)
 
 
 def test_ack_payload_shape() -> None:
