@@ -45,19 +45,30 @@ class ServerError(RuntimeError):
     pass
 
 
-def _wait(check: object, timeout: float, what: str, proc: subprocess.Popen[bytes]) -> None:
+def _log_tail(log: Path, lines: int = 5) -> str:
+    try:
+        tail = log.read_text(errors="replace").strip().splitlines()[-lines:]
+    except OSError:
+        return ""
+    return "; log " + str(log) + ": " + " | ".join(tail) if tail else ""
+
+
+def _wait(
+    check: object, timeout: float, what: str, proc: subprocess.Popen[bytes], log: Path
+) -> None:
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise ServerError(f"{what} exited with code {proc.returncode}")
+            # e.g. "address already in use": say why, not just that it died.
+            raise ServerError(f"{what} exited with code {proc.returncode}{_log_tail(log)}")
         try:
             if check():  # type: ignore[operator]
                 return
         except Exception as exc:
             last = exc
         time.sleep(0.05)
-    raise ServerError(f"{what} not ready within {timeout}s: {last}")
+    raise ServerError(f"{what} not ready within {timeout}s: {last}{_log_tail(log)}")
 
 
 def _stop(proc: subprocess.Popen[bytes] | None, sig: int, timeout: float = 15) -> None:
@@ -153,7 +164,7 @@ class NatsServer(_Server):
             preexec_fn=_die_with_parent,
         )
         log.close()
-        _wait(self._ready, timeout, "nats-server", self.proc)
+        _wait(self._ready, timeout, "nats-server", self.proc, self.log_file)
         return self
 
     def _ready(self) -> bool:
@@ -255,6 +266,10 @@ class PostgresServer(_Server):
     @property
     def host(self) -> str:
         return "127.0.0.1"
+
+    @property
+    def _log(self) -> Path:
+        return self.datadir.parent / f"{self.datadir.name}.log"
 
     @property
     def dsn(self) -> str:
@@ -364,7 +379,7 @@ class PostgresServer(_Server):
     def start(self, timeout: float = 60) -> Self:
         if not (self.datadir / "PG_VERSION").exists():
             self._initdb()
-        log = open(self.datadir.parent / f"{self.datadir.name}.log", "ab")  # noqa: SIM115
+        log = open(self._log, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             self._server_args(),
             user=self._run_as,
@@ -373,7 +388,7 @@ class PostgresServer(_Server):
             preexec_fn=_die_with_parent,
         )
         log.close()
-        _wait(lambda: self._psql("SELECT 1") == "1", timeout, "postgres", self.proc)
+        _wait(lambda: self._psql("SELECT 1") == "1", timeout, "postgres", self.proc, self._log)
         if self._psql(f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'") != "1":
             self._psql(f'CREATE DATABASE "{self.database}"')
         return self
