@@ -180,14 +180,21 @@ async def _init_streams(nats: NatsServer, paths: DevPaths) -> None:
 async def _seed(cfg: DevConfig, paths: DevPaths, mgmt_url: str, sim_url: str) -> dict[str, Any]:
     """Create the demo tenant's gateways in mgmt (factory credentials) and onboard them
     through the simulator, each with a few sensors. Recorded in seeded.json, so a
-    second run resumes instead of seeding again."""
+    second run resumes instead of seeding again. Progress is recorded after each
+    gateway, so a seed interrupted half-way is completed, not repeated."""
+    seeded: dict[str, Any] = {"tenant_id": DEMO_TENANT, "gateway_ids": [], "complete": False}
     if paths.seed_file.exists():
-        seeded: dict[str, Any] = json.loads(paths.seed_file.read_text())
-        return seeded
-    factory_key = secrets.token_urlsafe(18)
-    gateway_ids: list[str] = []
+        seeded = json.loads(paths.seed_file.read_text())
+        if seeded.get("complete", True):
+            return seeded
+    factory_key = seeded.setdefault("factory_key", secrets.token_urlsafe(18))
+    gateway_ids: list[str] = seeded["gateway_ids"]
+
+    def record() -> None:
+        paths.seed_file.write_text(json.dumps(seeded, indent=2))
+
     async with httpx.AsyncClient(timeout=30) as client:
-        for i in range(cfg.gateways):
+        for i in range(len(gateway_ids), cfg.gateways):
             factory_id = f"demo-factory-{i + 1:03d}-{uuid.uuid4().hex[:6]}"
             r = await client.post(
                 f"{mgmt_url}/admin/gateways",
@@ -211,10 +218,11 @@ async def _seed(cfg: DevConfig, paths: DevPaths, mgmt_url: str, sim_url: str) ->
             )
             r.raise_for_status()
             gw = r.json()["id"]
-            gateway_ids.append(gw)
             for sensor in DEMO_SENSORS[: 2 + i % 3]:
                 r = await client.post(f"{sim_url}/sim/gateways/{gw}/sensors", json=sensor)
                 r.raise_for_status()
+            gateway_ids.append(gw)
+            record()
         # A tenant exists in management once it has a gateway.
         r = await client.put(
             f"{mgmt_url}/alerts/config/default",
@@ -224,8 +232,8 @@ async def _seed(cfg: DevConfig, paths: DevPaths, mgmt_url: str, sim_url: str) ->
             },
         )
         r.raise_for_status()
-    seeded = {"tenant_id": DEMO_TENANT, "gateway_ids": gateway_ids, "factory_key": factory_key}
-    paths.seed_file.write_text(json.dumps(seeded, indent=2))
+    seeded["complete"] = True
+    record()
     return seeded
 
 
