@@ -12,7 +12,13 @@ from pathlib import Path
 from notip import bridge, logs
 
 # Modules that contribute sub-commands through `register(subparsers)`.
-COMMAND_MODULES: tuple[str, ...] = ("notip.devstack", "notip.tail", "notip.platform.cli", "notip.consumer.cli", "notip.simulator.cli")
+COMMAND_MODULES: tuple[str, ...] = (
+    "notip.devstack",
+    "notip.tail",
+    "notip.platform.cli",
+    "notip.consumer.cli",
+    "notip.simulator.cli",
+)
 
 
 def _tls_from_env(args: argparse.Namespace) -> tuple[str, Path, Path, Path]:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import httpx
 import trio
-from notip.consumer.service import serve as serve_consumer
 
 from notip import bridge, natsio
+from notip.consumer.service import serve as serve_consumer
 from notip.consumer.settings import Settings as ConsumerSettings
 from notip.devstack import DevInfo, run_stack
 from notip.pki import PkiPaths

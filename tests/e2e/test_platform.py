@@ -25,6 +25,23 @@ async def key_of(http: httpx.AsyncClient, dev: DevInfo, gateway_id: str) -> byte
     return envelope.unb64(r.json()[-1]["key_material"])
 
 
+def grpcurl(*args: str) -> str:
+    exe = Path(sys.executable).parent / "grpcurl"
+    out = subprocess.run([str(exe), "-plaintext", *args], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+async def test_grpcurl_against_the_dev_stack(dev: DevInfo) -> None:
+    # Reflection runs on the daemon's own trio-asyncio loop, opened by the dev stack.
+    services = await trio.to_thread.run_sync(grpcurl, dev.sim_grpc_addr, "list")
+    assert "notip.simulator.v1.SimulatorService" in services
+    listed = await trio.to_thread.run_sync(
+        grpcurl, dev.sim_grpc_addr, "notip.simulator.v1.SimulatorService/ListGateways"
+    )
+    assert all(gw in listed for gw in dev.gateway_ids)
+
+
 async def test_rows_arrive_for_every_gateway_and_decrypt(
     dev: DevInfo, http: httpx.AsyncClient
 ) -> None:
@@ -98,7 +115,9 @@ async def test_liveness_stop_alerts_start_recovers_pause_suppresses(
     # tracked (management shows it online from provisioning on).
     async def every_gateway_has_rows() -> bool:
         rows = await query(
-            dev.pg_dsn, "SELECT DISTINCT gateway_id FROM telemetry WHERE tenant_id = $1", dev.tenant_id
+            dev.pg_dsn,
+            "SELECT DISTINCT gateway_id FROM telemetry WHERE tenant_id = $1",
+            dev.tenant_id,
         )
         return {r["gateway_id"] for r in rows} >= set(dev.gateway_ids)
 

@@ -14,9 +14,14 @@ async def test_drain_after_idle_fetches_returns_at_once(
     aio_loop: None, nats_server: NatsServer, pki: PkiPaths
 ) -> None:
     """nats-py's fetch() leaves its queue un-joined; drain() must not wait on it."""
-    nc = await natsio.connect(nats_server.url, natsio.tls_context(service_tls(pki, "simulator")), name="drain-test")
+    nc = await natsio.connect(
+        nats_server.url, natsio.tls_context(service_tls(pki, "simulator")), name="drain-test"
+    )
     sub = await bridge.call(
-        nc.jetstream().pull_subscribe, "command.gw.drain-test.>", durable=f"drain-{id(nc)}", stream="COMMANDS"
+        nc.jetstream().pull_subscribe,
+        "command.gw.drain-test.>",
+        durable=f"drain-{id(nc)}",
+        stream="COMMANDS",
     )
     for _ in range(2):
         try:
