@@ -32,7 +32,9 @@ simulator's /metrics:
 Largest N meeting the first two targets: with `search_seconds` > 0 (full profile), a
 short search on the same simulator — doubling from N while the targets hold, then
 bisecting between the last good and the first bad size (gateways are created as
-needed, and stopped/started to change N), one window of `search_seconds` per size.
+needed, and stopped/started to change N), one window of `search_seconds` per size
+(two, pooled, when the first misses 99.9 % with nothing dropped or failed and no
+backlog built up: edge noise is then the likelier cause).
 Without it (short profile) it is reported for the size that ran (0 = missed).
 """
 
@@ -91,6 +93,7 @@ class Window:
     errors: float
     dropped: float
     hist: dict[float, float]
+    lateness_sum: float
     backlog: tuple[float, float]
     cpu: float
     nats_cpu: float
@@ -105,6 +108,15 @@ class Window:
     def lateness_p99(self) -> float:
         return histogram_quantile(0.99, self.hist)
 
+    @property
+    def ticks(self) -> float:
+        return self.hist.get(math.inf, 0.0)
+
+    @property
+    def tick_ratio(self) -> float:
+        """Ticks that happened ÷ ticks due at the nominal rate."""
+        return self.ticks / (self.gateways * FREQ_HZ * self.seconds)
+
     def meets_rate_targets(self) -> bool:
         return meets(self.ratio, self.lateness_p99)
 
@@ -113,13 +125,25 @@ class Window:
             f"N={self.gateways}: confirmed/scheduled {self.ratio:.4%} "
             f"(stream {self.stored / self.scheduled:.4%}; errors {self.errors:.0f}, "
             f"dropped {self.dropped:.0f}, backlog {self.backlog[0]:.0f} → {self.backlog[1]:.0f}), "
-            f"tick lateness p99 {1000 * self.lateness_p99:.1f} ms, "
+            f"tick lateness p99 {1000 * self.lateness_p99:.1f} ms "
+            f"(mean {1000 * self.lateness_sum / max(self.ticks, 1):.1f} ms; ticks/due "
+            f"{self.tick_ratio:.4%}), "
             f"cpu {self.cpu:.0%} (nats-server {self.nats_cpu:.0%}), rss {self.rss_mb:.0f} MB (peak {self.peak_rss_mb:.0f})"
         )
 
 
 def meets(ratio: float, lateness_p99: float) -> bool:
     return ratio >= CONFIRMED_TARGET and lateness_p99 < LATENESS_TARGET_S
+
+
+def looks_like_edge_noise(w: Window) -> bool:
+    per_tick = w.gateways * w.sensors
+    return (
+        w.lateness_p99 < LATENESS_TARGET_S
+        and w.errors == 0
+        and w.dropped == 0
+        and w.backlog[1] - w.backlog[0] < per_tick
+    )
 
 
 def pooled(windows: list[Window]) -> tuple[float, float]:
@@ -189,6 +213,7 @@ async def window(
         errors=delta("notip_sim_publish_errors_total"),
         dropped=delta("notip_sim_buffer_dropped_total"),
         hist=hist,
+        lateness_sum=delta(LATENESS + "_sum"),
         backlog=(a.backlog, b.backlog),
         cpu=(b.cpu - a.cpu) / dt,
         nats_cpu=(b.nats_cpu - a.nats_cpu) / dt,
@@ -254,10 +279,17 @@ async def search(
 
     async def probe(n: int) -> bool:
         await fleet.resize(n)
-        w = await window(fleet.svc, nc, n, fleet.sensors, seconds)
-        probes.append(w)
-        ok = w.meets_rate_targets()
-        print(f"  simulator search: {w.line()} → {'meets' if ok else 'misses'}", flush=True)
+        ws = [await window(fleet.svc, nc, n, fleet.sensors, seconds)]
+        w = ws[0]
+        if not w.meets_rate_targets() and looks_like_edge_noise(w):
+            # Short of 99.9 % with nothing lost and no backlog built up: the deficit
+            # may be the window edges' in-flight envelopes. Measure a second window
+            # back to back and decide on both pooled.
+            print(f"  simulator search: {w.line()} → again", flush=True)
+            ws.append(await window(fleet.svc, nc, n, fleet.sensors, seconds))
+        probes.extend(ws)
+        ok = meets(*pooled(ws))
+        print(f"  simulator search: {ws[-1].line()} → {'meets' if ok else 'misses'}", flush=True)
         return ok
 
     while bad is None and 2 * good <= cap and len(probes) < max_probes:

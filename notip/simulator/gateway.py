@@ -164,24 +164,33 @@ class GatewayRuntime:
     async def _publisher(self) -> None:
         rec = self.rec
         lateness = self.deps.metrics.tick_lateness
-        last_tick: float | None = None
+        # Ticks follow a fixed grid (each due one period after the previous one was
+        # due, not after it ran), so lateness does not accumulate into a lower rate.
+        due: float | None = None
         while True:
-            if last_tick is not None:
+            if due is not None:
                 # Sleep until the next tick; a new frequency applies at once.
                 changed_at = float("-inf")
                 while True:
-                    deadline = last_tick + rec.send_frequency_ms / 1000
+                    period = rec.send_frequency_ms / 1000
+                    deadline = due + period
                     if trio.current_time() >= deadline:
                         break
                     with trio.move_on_at(deadline):
                         await rec.changed.wait()
                         changed_at = trio.current_time()
-                # Lateness: how long after it was due this tick starts (a tick made
-                # due by a change of frequency is due from that change, not earlier).
-                lateness.observe(max(0.0, trio.current_time() - max(deadline, changed_at)))
-            now = trio.current_time()
-            last_tick = now
-            await self._tick(now)
+                # A tick made due by a change of frequency is due from that change.
+                due = max(deadline, changed_at)
+                late = trio.current_time() - due
+                # Lateness: how long after it was due this tick starts.
+                lateness.observe(max(0.0, late))
+                if late >= period:
+                    # Stalled for a whole period or more: the missed ticks are skipped
+                    # (no burst to catch up); the grid restarts from now.
+                    due = trio.current_time()
+            else:
+                due = trio.current_time()
+            await self._tick(trio.current_time())
 
     def _readings(self, now: float) -> list[bytes]:
         rec, deps, hub = self.rec, self.deps, self.deps.hub

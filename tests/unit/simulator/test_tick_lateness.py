@@ -1,6 +1,8 @@
 """`notip_sim_tick_lateness_seconds`: how late each tick starts after it was due
-(the scale benchmark's tick-lateness p99 comes from it). Under MockClock; a tick that
-blocks the loop is simulated by jumping the clock inside it."""
+(the scale benchmark's tick-lateness p99 comes from it), and the fixed tick grid
+(a late tick does not delay the following ones, so the rate does not drift).
+Under MockClock; a tick that blocks the loop is simulated by jumping the clock
+inside it."""
 
 from __future__ import annotations
 
@@ -12,6 +14,24 @@ from notip.simulator.gateway import GatewayDeps, GatewayRuntime
 from .conftest import add_sensor, make_record
 
 NAME = "notip_sim_tick_lateness_seconds"
+
+
+def block_tick(
+    runtime: GatewayRuntime, clock: trio.testing.MockClock, *, at_call: int, seconds: float
+) -> list[float]:
+    """Make the `at_call`-th tick hold the loop for `seconds`; returns the list the
+    ticks' start times are recorded in."""
+    tick = runtime._tick
+    times: list[float] = []
+
+    async def slow_tick(now: float) -> None:
+        times.append(now)
+        await tick(now)
+        if len(times) == at_call:
+            clock.jump(seconds)
+
+    runtime._tick = slow_tick  # type: ignore[method-assign]
+    return times
 
 
 def sample(deps: GatewayDeps, suffix: str, **labels: str) -> float:
@@ -41,25 +61,33 @@ async def test_a_tick_delayed_by_a_blocked_loop_is_late_by_the_delay(
     rec = make_record(freq_ms=1000)
     add_sensor(rec)
     runtime = GatewayRuntime(rec, deps)
-    tick = runtime._tick
-    calls = 0
-
-    async def slow_tick(now: float) -> None:
-        nonlocal calls
-        calls += 1
-        await tick(now)
-        if calls == 3:
-            autojump_clock.jump(1.3)  # this tick held the loop 1.3 s (period 1 s)
-
-    runtime._tick = slow_tick  # type: ignore[method-assign]
+    times = block_tick(runtime, autojump_clock, at_call=3, seconds=1.3)
     async with trio.open_nursery() as n:
+        t0 = trio.current_time()
         n.start_soon(runtime._publisher)
-        await trio.sleep(5.5)  # ticks at 0, 1, 2 (blocks until 3.3), 3.3, 4.3, 5.3
+        await trio.sleep(5.5)  # ticks at 0, 1, 2 (holds the loop until 3.3), 3.3, 4, 5
         n.cancel_scope.cancel()
+    assert [round(t - t0, 3) for t in times] == [0.0, 1.0, 2.0, 3.3, 4.0, 5.0]  # no drift
     assert sample(deps, "_count") == 5
     assert abs(sample(deps, "_sum") - 0.3) < 1e-6
     assert sample(deps, "_bucket", le="0.25") == 4
     assert sample(deps, "_bucket", le="0.5") == 5
+
+
+async def test_ticks_missed_by_a_long_stall_are_skipped_not_burst(
+    deps: GatewayDeps, autojump_clock: trio.testing.MockClock
+) -> None:
+    rec = make_record(freq_ms=1000)
+    add_sensor(rec)
+    runtime = GatewayRuntime(rec, deps)
+    times = block_tick(runtime, autojump_clock, at_call=2, seconds=2.5)
+    async with trio.open_nursery() as n:
+        t0 = trio.current_time()
+        n.start_soon(runtime._publisher)
+        await trio.sleep(5.0)  # ticks at 0, 1 (holds the loop until 3.5), 3.5, 4.5
+        n.cancel_scope.cancel()
+    assert [round(t - t0, 3) for t in times] == [0.0, 1.0, 3.5, 4.5]
+    assert abs(sample(deps, "_sum") - 1.5) < 1e-6  # the tick due at 2 ran at 3.5
 
 
 async def test_a_tick_made_due_by_a_new_frequency_is_not_late(
