@@ -9,6 +9,7 @@ median of several runs; comparisons are ratios measured within the same run.
 from __future__ import annotations
 
 import argparse
+import functools
 import datetime as dt
 import os
 import platform
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {bench_name} ({name} profile)", flush=True)
         started = time.monotonic()
         with harness.stack() as s:
-            figures += bridge.run(lambda bench=bench, s=s: bench(s, profile))
+            figures += bridge.run(functools.partial(bench, s, profile))
         print(f"   ({bench_name}: {time.monotonic() - started:.0f} s)", flush=True)
     print()
     harness.print_table(figures)

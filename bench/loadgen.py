@@ -126,6 +126,7 @@ class HttpClient:
                 length = int(value)
             elif name == b"connection" and value.strip().lower() == b"close":
                 close = True
+        assert self.reader is not None  # connected above
         body = await self.reader.readexactly(length)
         if close:
             await self.close()
