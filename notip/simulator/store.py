@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import trio
+
+from notip.pki import touch_private
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -105,12 +106,7 @@ def _now() -> str:
 class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Create the file 0600 before SQLite opens it; SQLite gives its side files
-        # the same mode.
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        os.close(fd)
-        os.chmod(path, 0o600)
+        touch_private(path)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA foreign_keys = ON")

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from notip.pki import touch_private
 from notip.platform.management.messages import Ack, Alert
 
 SCHEMA_VERSION = 1
@@ -172,7 +173,8 @@ class Store:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Holds factory-key hashes and (sealed) gateway keys.
+            touch_private(self.path)
         # isolation_level=None: autocommit; transactions are explicit (`_tx`).
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
