@@ -149,12 +149,9 @@ async def _wait_healthy(url: str, proc: trio.Process, what: str, timeout: float 
 async def platform(stack: Stack, sim_env: dict[str, str] | None = None) -> AsyncIterator[Services]:
     """mgmt, provisioning and the simulator as three processes (logs in the stack's
     directory), ready to use."""
-    tls = natsio.tls_context(stack.tls("management-api"))
-    nc = await natsio.connect(stack.nats.url, tls, name="bench-streams")
-    try:
-        await natsio.init_streams(nc)
-    finally:
-        await natsio.drain(nc)
+    await natsio.bootstrap_streams(
+        stack.nats.url, stack.tls("management-api"), name="bench-streams"
+    )
     pki, h = stack.pki, "127.0.0.1"
     logs = stack.root / "logs"
 

@@ -67,18 +67,9 @@ def cmd_nats_init_streams(args: argparse.Namespace) -> int:
 
     url, ca, cert, key = _tls_from_env(args)
 
-    async def main() -> dict[str, str]:
-        import trio
-
-        tls = natsio.tls_context(natsio.TlsFiles(ca, cert, key))
-        with trio.fail_after(args.timeout):
-            nc = await natsio.connect(url, tls, name="notip-init-streams")
-        try:
-            return await natsio.init_streams(nc)
-        finally:
-            await natsio.drain(nc)
-
-    result = bridge.run(main)
+    result = bridge.run(
+        lambda: natsio.bootstrap_streams(url, natsio.TlsFiles(ca, cert, key), timeout=args.timeout)
+    )
     for name, outcome in result.items():
         print(f"{name}: {outcome}")
     return 0

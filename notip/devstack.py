@@ -164,19 +164,6 @@ def _ensure_secret(path: Path, make: Any) -> Path:
     return path
 
 
-async def _init_streams(nats: NatsServer, paths: DevPaths) -> None:
-    pki = paths.pki
-    tls = natsio.tls_context(
-        natsio.TlsFiles(pki.ca_cert, pki.cert("management-api"), pki.key("management-api"))
-    )
-    with trio.fail_after(30):
-        nc = await natsio.connect(nats.url, tls, name="notip-dev-bootstrap")
-    try:
-        await natsio.init_streams(nc)
-    finally:
-        await natsio.drain(nc)
-
-
 async def _seed(cfg: DevConfig, paths: DevPaths, mgmt_url: str, sim_url: str) -> dict[str, Any]:
     """Create the demo tenant's gateways in mgmt (factory credentials) and onboard them
     through the simulator, each with a few sensors. Recorded in seeded.json, so a
@@ -276,7 +263,13 @@ async def run_stack(
     try:
         nats.start()
         pg.start()
-        await _init_streams(nats, paths)
+        pki = paths.pki
+        await natsio.bootstrap_streams(
+            nats.url,
+            natsio.TlsFiles(pki.ca_cert, pki.cert("management-api"), pki.key("management-api")),
+            name="notip-dev-bootstrap",
+            timeout=30,
+        )
 
         def env(service: str, extra: Mapping[str, str], name: str) -> dict[str, str]:
             return {**service_env(paths, service, nats), **extra, **cfg.extra_env.get(name, {})}

@@ -252,6 +252,19 @@ async def init_streams(nc: NATS, streams: Sequence[StreamSpec] = STREAMS) -> dic
     return await bridge.call(run)
 
 
+async def bootstrap_streams(
+    url: str, files: TlsFiles, *, name: str = "notip-init-streams", timeout: float = 60.0
+) -> dict[str, str]:
+    """Connect (waiting up to `timeout` for the server), create or update the streams,
+    disconnect: what `notip nats init-streams`, `notip dev` and the tests run."""
+    with trio.fail_after(timeout):
+        nc = await connect(url, tls_context(files), name=name)
+    try:
+        return await init_streams(nc)
+    finally:
+        await drain(nc)
+
+
 # -- request-reply (CONTRACTS §1.2 caller policy) ---------------------------------------
 
 REQUEST_TIMEOUT_S = 5.0

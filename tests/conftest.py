@@ -39,18 +39,7 @@ def pki(workdir: Path) -> PkiPaths:
 @pytest.fixture(scope="session")
 def nats_server(workdir: Path, pki: PkiPaths) -> Iterator[NatsServer]:
     with NatsServer(workdir / "nats", pki.root) as server:
-
-        async def bootstrap() -> None:
-            tls = natsio.tls_context(
-                natsio.TlsFiles(pki.ca_cert, pki.cert("management-api"), pki.key("management-api"))
-            )
-            nc = await natsio.connect_once(server.url, tls, name="test-bootstrap")
-            try:
-                await natsio.init_streams(nc)
-            finally:
-                await natsio.drain(nc)
-
-        bridge.run(bootstrap)
+        bridge.run(lambda: natsio.bootstrap_streams(server.url, service_tls(pki, "management-api")))
         yield server
 
 

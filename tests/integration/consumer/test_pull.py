@@ -17,6 +17,7 @@ from notip.consumer.pull import BatchPuller, ensure_pull_consumer, settle
 from notip.localservers import NatsServer
 from notip.pki import PkiPaths
 
+from ...conftest import service_tls
 from .conftest import count_rows, eventually, metric, publish_telemetry, start_consumer
 
 EnvFactory = Callable[..., dict[str, str]]
@@ -100,17 +101,7 @@ def own_nats(workdir: Path, pki: PkiPaths) -> Iterator[NatsServer]:
     server = NatsServer(workdir / f"own-nats-{uuid.uuid4().hex[:8]}", pki.root)
     server.start()
 
-    async def bootstrap() -> None:
-        tls = natsio.tls_context(
-            natsio.TlsFiles(pki.ca_cert, pki.cert("management-api"), pki.key("management-api"))
-        )
-        conn = await natsio.connect_once(server.url, tls, name="own-bootstrap")
-        try:
-            await natsio.init_streams(conn)
-        finally:
-            await natsio.drain(conn)
-
-    bridge.run(bootstrap)
+    bridge.run(lambda: natsio.bootstrap_streams(server.url, service_tls(pki, "management-api")))
     yield server
     server.stop()
 
