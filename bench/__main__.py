@@ -9,8 +9,8 @@ median of several runs; comparisons are ratios measured within the same run.
 from __future__ import annotations
 
 import argparse
-import functools
 import datetime as dt
+import functools
 import os
 import platform
 import sys

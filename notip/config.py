@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from notip.httpserve import parse_addr
+from notip.natsio import TlsFiles
 
 T = TypeVar("T")
 
@@ -115,6 +116,14 @@ class Env:
             return s
 
         return self._parse(name, default, parse)
+
+    def nats_service(self) -> tuple[builtins.str, TlsFiles]:
+        """NATS_URL and the service identity NATS_TLS_CA/CERT/KEY (all required)."""
+        url = self.str("NATS_URL")
+        ca = self.path("NATS_TLS_CA", must_exist=True)
+        cert = self.path("NATS_TLS_CERT", must_exist=True)
+        key = self.path("NATS_TLS_KEY", must_exist=True)
+        return url, TlsFiles(ca, cert, key)
 
     def problem(self, message: builtins.str) -> None:
         self.problems.append(message)

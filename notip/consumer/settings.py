@@ -152,10 +152,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         env = Env(environ)
-        nats_url = env.str("NATS_URL")
-        ca = env.path("NATS_TLS_CA", must_exist=True)
-        cert = env.path("NATS_TLS_CERT", must_exist=True)
-        key = env.path("NATS_TLS_KEY", must_exist=True)
+        nats_url, nats_tls = env.nats_service()
         db_host = env.str("DB_HOST")
         db_name = env.str("DB_NAME")
         db_user = env.str("DB_USER")
@@ -228,9 +225,9 @@ class Settings:
 
         return cls(
             nats_url=nats_url,
-            nats_tls_ca=ca,
-            nats_tls_cert=cert,
-            nats_tls_key=key,
+            nats_tls_ca=nats_tls.ca,
+            nats_tls_cert=nats_tls.cert,  # type: ignore[arg-type]  # required above
+            nats_tls_key=nats_tls.key,  # type: ignore[arg-type]
             db_host=db_host,
             db_name=db_name,
             db_user=db_user,

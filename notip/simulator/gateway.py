@@ -345,6 +345,10 @@ class GatewayRuntime:
         self.rec.connected = up
         if up:
             self.rec.last_error = ""
+            if state == "reconnected" and self._fetch_scope is not None:
+                # The outstanding pull request may not have survived the broken
+                # connection: issue a fresh one now rather than at its expiry.
+                self._fetch_scope.cancel()
         self.deps.hub.connection(self.id, state)
 
     async def _link(self) -> None:

@@ -84,15 +84,32 @@ def shrink_tls_read_buffer(nc: NATS, size: int) -> bool:
 # -- telemetry ----------------------------------------------------------------------
 
 
+def _would_stall(js: JetStreamContext) -> bool:
+    """Whether `publish_async` would wait for its pending-publish semaphore (unknown:
+    assume it would, so the caller keeps a deadline)."""
+    sem = getattr(js, "_publish_async_pending_semaphore", None)
+    return not isinstance(sem, asyncio.Semaphore) or sem.locked()
+
+
 async def publish_batch(
     js: JetStreamContext, subject: str, payloads: Sequence[bytes], timeout: float
 ) -> list[bool]:
     """Publish every payload with `publish_async` and wait (at most `timeout`) for
-    all PubAcks. Returns, per payload, whether JetStream acknowledged it."""
+    all PubAcks. Returns, per payload, whether JetStream acknowledged it.
+
+    The publishes must not yield to the event loop between one another: then they
+    all land in the connection's pending buffer and nats-py's flusher writes them
+    with one TLS record and one `send` per batch. `publish_async(wait_stall=t)`
+    wraps the semaphore acquire in `asyncio.wait_for(..., t)`, which (Python 3.11)
+    creates a task and a timer and yields every time: one socket write and ~5 loop
+    callbacks per envelope, each a trip through trio-asyncio (measured: the bulk of
+    the simulator's CPU). With `wait_stall=None` the acquire of a free semaphore
+    returns at once; the deadline is only needed when it would block."""
     futures: list[asyncio.Future[Any] | None] = []
     for payload in payloads:
+        stall = timeout if _would_stall(js) else None
         try:
-            futures.append(await js.publish_async(subject, payload, wait_stall=timeout))
+            futures.append(await js.publish_async(subject, payload, wait_stall=stall))
         except (TimeoutError, nats.errors.Error, OSError):
             futures.append(None)
     live = [f for f in futures if f is not None]

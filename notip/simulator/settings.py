@@ -51,7 +51,10 @@ class Settings:
     provisioning_backoff_s: tuple[float, ...] = (0.5, 1.0, 2.0)
     bulk_concurrency: int = 10
     publish_timeout_s: float = 5.0
-    command_fetch_timeout_s: float = 5.0
+    # One pull request per gateway stays outstanding this long (server-side
+    # `expires`): an idle command subscription costs one request per period, and a
+    # reconnect re-issues it at once (gateway.py), so a long one delays nothing.
+    command_fetch_timeout_s: float = 30.0
     command_ttl_s: float = 60.0
     firmware_apply_s: float = 1.0
     restart_backoff_s: float = 0.5

@@ -60,10 +60,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         env = Env(environ)
-        url = env.str("NATS_URL")
-        ca = env.path("NATS_TLS_CA", must_exist=True)
-        cert = env.path("NATS_TLS_CERT", must_exist=True)
-        key = env.path("NATS_TLS_KEY", must_exist=True)
+        url, nats_tls = env.nats_service()
         db_path = env.path("MGMT_DB_PATH", Path("/data/mgmt.db"))
         key_file = env.optional_path("MGMT_KEY_FILE", must_exist=True)
         http_addr = env.addr("HTTP_ADDR", ":8080")
@@ -75,7 +72,7 @@ class Settings:
         env.check()
         return cls(
             nats_url=url,
-            nats_tls=TlsFiles(ca, cert, key),
+            nats_tls=nats_tls,
             db_path=db_path,
             key_file=key_file,
             http_addr=http_addr,

@@ -62,10 +62,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         env = Env(environ)
-        url = env.str("NATS_URL")
-        ca = env.path("NATS_TLS_CA", must_exist=True)
-        cert = env.path("NATS_TLS_CERT", must_exist=True)
-        key = env.path("NATS_TLS_KEY", must_exist=True)
+        url, nats_tls = env.nats_service()
         ca_dir = env.path("CA_CERTS_PATH")
         ca_key = env.path("CA_KEY_PATH", must_exist=True)
         ttl = env.int("CERT_TTL_DAYS", 90, min=1, max=3650)
@@ -90,7 +87,7 @@ class Settings:
         env.check()
         return cls(
             nats_url=url,
-            nats_tls=TlsFiles(ca, cert, key),
+            nats_tls=nats_tls,
             ca_certs_path=ca_dir,
             ca_key_path=ca_key,
             cert_ttl_days=ttl,

@@ -168,3 +168,47 @@ async def test_commands_wait_for_an_anomaly_to_end(sim: SimHandle, nc: Any) -> N
     assert (await sim.gateway(gid))["firmwareVersion"] == "5.0.0"
     assert not sim.sim.store.is_pending(gid, fw["command_id"])
     assert sim.sim.store.executed(gid, fw["command_id"]) is not None
+
+
+async def test_a_command_after_a_reconnect_does_not_wait_for_the_pull_to_expire(
+    sim_settings: Any, mgmt: Any, nc: Any
+) -> None:
+    """The command pull request is long-lived (server-side expiry, here 120 s): a
+    command sent after nats-py re-established a broken gateway connection still
+    arrives at once, not when the outstanding request expires. (The gateway also
+    re-issues its pull request on every reconnect, for the case where the server
+    lost it, e.g. a nats-server restart; this test cannot tell that part apart.)"""
+    import dataclasses
+
+    from notip.simulator import natslink
+
+    from .conftest import running_simulator
+
+    settings = dataclasses.replace(sim_settings, command_fetch_timeout_s=120.0)
+    async with running_simulator(settings, mgmt) as sim:
+        gw, seeded = await sim.create(send_frequency_ms=5000)
+        await eventually(
+            lambda: (runtime := sim.sim.registry.runtime(gw["id"])) and runtime.connected
+        )
+        runtime = sim.sim.registry.runtime(gw["id"])
+        assert runtime is not None and runtime._nc is not None
+        reconnects = sim.sample("notip_sim_nats_reconnects_total", gateway_id=gw["id"])
+        await trio.sleep(0.5)  # let the first pull request reach the server
+        conn = runtime._nc
+
+        async def abort() -> None:
+            conn._transport._io_writer.transport.abort()  # a broken connection
+
+        await bridge.call(abort)
+        await eventually(
+            lambda: (
+                sim.sample("notip_sim_nats_reconnects_total", gateway_id=gw["id"]) > reconnects
+                and runtime.connected
+            )
+        )
+        acks = await capture(nc, natslink.ack_subject(seeded.tenant_id, gw["id"]))
+        body = command("config_update", {"send_frequency_ms": 1000})
+        await publish_command(nc, seeded.tenant_id, gw["id"], body)
+        with trio.fail_after(20):  # far less than the 120 s pull request
+            await eventually(lambda: len(acks) >= 1, timeout=20)
+        assert (await sim.gateway(gw["id"]))["sendFrequencyMs"] == 1000
