@@ -27,7 +27,9 @@ async def key_of(http: httpx.AsyncClient, dev: DevInfo, gateway_id: str) -> byte
 
 def grpcurl(*args: str) -> str:
     exe = Path(sys.executable).parent / "grpcurl"
-    out = subprocess.run([str(exe), "-plaintext", *args], capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [str(exe), "-plaintext", *args], capture_output=True, text=True, timeout=30
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout
 
