@@ -55,10 +55,10 @@ WORKDIR /data
 # provisioning 3000, mgmt 8080, simulator REST 8090 and gRPC 50051, metrics 9090
 EXPOSE 3000 8080 8090 9090 50051
 
-# Trio turns SIGINT into KeyboardInterrupt, which cancels the daemon's nursery: every
-# service then finishes its in-flight unit of work (shielded, time-limited clean-up)
-# and exits. `docker stop` therefore sends SIGINT rather than SIGTERM.
-STOPSIGNAL SIGINT
+# Every daemon turns the first SIGTERM (or SIGINT) into a cancellation of its nursery
+# (notip/runner.py): in-flight work finishes under shielded, time-limited clean-up and
+# the process exits 0; a second signal forces the exit.
+STOPSIGNAL SIGTERM
 
 # Works for every command: the probe finds the running sub-command and asks its health
 # endpoint (see deploy/healthcheck.py); one-shot commands count as healthy.

@@ -19,20 +19,21 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import stat
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
 import trio
 
-from notip import bridge, natsio
+from notip import natsio
 from notip.localservers import NatsServer, PostgresServer
 from notip.pki import PkiPaths, init_pki, write_private
+from notip.runner import run_daemon
 
 DEMO_TENANT = "00000000-0000-4000-8000-00000000d3e0"
 DEMO_SENSORS: tuple[dict[str, Any], ...] = (
@@ -366,14 +367,10 @@ async def run_stack(
 
 
 async def _main(cfg: DevConfig) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-            info: DevInfo = await nursery.start(run_stack, cfg)
-            print(info.banner(), flush=True)
-            async for _ in signals:
-                print("stopping…", flush=True)
-                nursery.cancel_scope.cancel()
-                break
+    """Run the stack until the runner cancels it (SIGTERM or SIGINT)."""
+    async with trio.open_nursery() as nursery:
+        info: DevInfo = await nursery.start(run_stack, cfg)
+        print(info.banner(), flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -383,12 +380,15 @@ def run(args: argparse.Namespace) -> int:
         gateways=args.gateways,
         nats_port=args.nats_port,
         pg_port=args.pg_port,
+        mgmt_port=args.mgmt_port,
+        provisioning_port=args.provisioning_port,
+        sim_http_port=args.sim_http_port,
+        sim_grpc_port=args.sim_grpc_port,
+        consumer_metrics_port=args.consumer_metrics_port,
+        sim_metrics_port=args.sim_metrics_port,
+        send_frequency_ms=args.send_frequency_ms,
     )
-    try:
-        bridge.run(lambda: _main(cfg))
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return run_daemon("dev", lambda: partial(_main, cfg))
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -398,4 +398,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--gateways", type=int, default=5, help="demo gateways to seed (default 5)")
     p.add_argument("--nats-port", type=int, default=4222)
     p.add_argument("--pg-port", type=int, default=55432)
+    p.add_argument("--mgmt-port", type=int, default=8080)
+    p.add_argument("--provisioning-port", type=int, default=3000)
+    p.add_argument("--sim-http-port", type=int, default=8090)
+    p.add_argument("--sim-grpc-port", type=int, default=50051)
+    p.add_argument("--consumer-metrics-port", type=int, default=9090)
+    p.add_argument("--sim-metrics-port", type=int, default=9091)
+    p.add_argument(
+        "--send-frequency-ms", type=int, default=1000, help="demo gateways' period (default 1000)"
+    )
     p.set_defaults(func=run)

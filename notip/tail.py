@@ -13,6 +13,7 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import trio
 
 from notip import bridge, envelope, natsio
 from notip.pki import PkiPaths
+from notip.runner import Main, run_daemon
 
 REDRAW_S = 0.25
 
@@ -177,21 +179,20 @@ def run(args: argparse.Namespace) -> int:
         Path(args.key or pki.key("data-api")),
     )
     plain = args.plain or not sys.stdout.isatty()
-    try:
-        bridge.run(
-            lambda: tail(
-                args.nats_url,
-                tls,
-                args.mgmt_url,
-                gateway=args.gateway,
-                count=args.count,
-                out=lambda s: print(s, flush=True),
-                plain=plain,
-            )
+
+    def prepare() -> Main:
+        return partial(
+            tail,
+            args.nats_url,
+            tls,
+            args.mgmt_url,
+            gateway=args.gateway,
+            count=args.count,
+            out=lambda s: print(s, flush=True),
+            plain=plain,
         )
-    except KeyboardInterrupt:
-        pass
-    return 0
+
+    return run_daemon("tail", prepare)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

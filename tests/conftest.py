@@ -12,12 +12,26 @@ from pathlib import Path
 
 import pytest
 import trio
+from hypothesis import HealthCheck, settings
 
 from notip import bridge, natsio
 from notip.localservers import NatsServer, PostgresServer
 from notip.pki import PkiPaths, init_pki
 
 pytest_plugins = ["tests.platform_fixtures"]
+
+# Property tests are deterministic and independent of the machine's load: the same
+# examples on every run (derandomize), no per-example deadline, and no health check
+# that measures wall-clock time (CI shares a 2-core machine with other work).
+# `HYPOTHESIS_PROFILE=explore` searches with fresh random examples instead.
+_NO_CLOCK_CHECKS = [HealthCheck.too_slow, HealthCheck.filter_too_much]
+settings.register_profile(
+    "ci", derandomize=True, database=None, deadline=None, suppress_health_check=_NO_CLOCK_CHECKS
+)
+settings.register_profile(
+    "explore", max_examples=1000, deadline=None, suppress_health_check=_NO_CLOCK_CHECKS
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")

@@ -1,51 +1,23 @@
-"""`notip consumer`: settings from the environment, SIGTERM/SIGINT → graceful stop."""
+"""`notip consumer`: settings from the environment, run by `notip.runner` (SIGTERM or
+SIGINT → graceful stop, exit 0; bad settings → exit 2; crash → exit 1)."""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-import signal
-import sys
+from functools import partial
 
-import trio
-
-from notip import bridge
-from notip.config import ConfigError
-from notip.consumer.settings import Settings
-
-log = logging.getLogger("notip.consumer")
-
-
-async def run_until_signalled(settings: Settings) -> None:
-    """Run the service; the first SIGTERM/SIGINT cancels it (graceful shutdown, see
-    service.py), a second one during shutdown is ignored: the clean-up is bounded."""
-    from notip.consumer.service import serve
-
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(serve, settings)
-
-            async def watch() -> None:
-                async for signum in signals:
-                    log.info(
-                        "signal received; shutting down",
-                        extra={"signal": signal.Signals(signum).name},
-                    )
-                    nursery.cancel_scope.cancel()
-                    return
-
-            nursery.start_soon(watch)
+from notip.runner import Main, run_daemon
 
 
 def cmd_consumer(args: argparse.Namespace) -> int:
-    try:
-        settings = Settings.from_env(os.environ)
-    except ConfigError as exc:
-        print(f"notip consumer: {exc}", file=sys.stderr)
-        return 2
-    bridge.run(lambda: run_until_signalled(settings))
-    return 0
+    def prepare() -> Main:
+        from notip.consumer.service import serve
+        from notip.consumer.settings import Settings
+
+        return partial(serve, Settings.from_env(os.environ))
+
+    return run_daemon("consumer", prepare)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -1,86 +1,48 @@
 """`notip provisioning` and `notip mgmt [--seed FILE]`: the platform stand-ins.
 
-Settings come from the environment (CONTRACTS §5); a bad setting or seed file prints
-its message on stderr and exits 2. SIGTERM/SIGINT stop the service gracefully (exit 0).
+Settings come from the environment (CONTRACTS §5); both run through `notip.runner`: a bad
+setting or seed file prints its message on stderr and exits 2; SIGTERM/SIGINT stop the
+service gracefully (exit 0); a crash exits 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 import os
-import signal
-import sys
-from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 
-import trio
-
-from notip import bridge
 from notip.config import ConfigError
-
-log = logging.getLogger("notip.platform")
-
-
-async def run_until_signalled(main: Callable[[], Awaitable[object]]) -> None:
-    """Run `main`; the first SIGTERM/SIGINT cancels it (the services shut down
-    cleanly on cancellation, with bounded clean-up)."""
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with trio.open_nursery() as nursery:
-
-            async def watch() -> None:
-                async for signum in signals:
-                    log.info(
-                        "signal received; shutting down",
-                        extra={"signal": signal.Signals(signum).name},
-                    )
-                    nursery.cancel_scope.cancel()
-                    return
-
-            async def run() -> None:
-                await main()
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(watch)
-            nursery.start_soon(run)
-
-
-def _fail(exc: BaseException) -> int:
-    print(f"error: {exc}", file=sys.stderr)
-    return 2
+from notip.runner import Main, run_daemon
 
 
 def run_provisioning(args: argparse.Namespace) -> int:
-    from notip.platform.provisioning.service import serve
-    from notip.platform.provisioning.settings import Settings
+    def prepare() -> Main:
+        from notip.platform.provisioning.service import serve
+        from notip.platform.provisioning.settings import Settings
 
-    try:
-        settings = Settings.from_env(os.environ)
-    except ConfigError as exc:
-        return _fail(exc)
-    bridge.run(lambda: run_until_signalled(lambda: serve(settings)))
-    return 0
+        return partial(serve, Settings.from_env(os.environ))
+
+    return run_daemon("provisioning", prepare)
 
 
 def run_mgmt(args: argparse.Namespace) -> int:
-    from notip.platform.management.seed import SeedError, load_seed_file
-    from notip.platform.management.service import serve
-    from notip.platform.management.settings import Settings
+    from notip.platform.management.seed import SeedError
 
-    try:
+    def prepare() -> Main:
+        from notip.platform.management.seed import load_seed_file
+        from notip.platform.management.service import serve
+        from notip.platform.management.settings import Settings
+
         settings = Settings.from_env(os.environ)
         if args.seed is not None:
             load_seed_file(args.seed)  # fail before connecting to anything
             settings = dataclasses.replace(settings, seed_file=args.seed)
-    except (ConfigError, SeedError) as exc:
-        return _fail(exc)
-    failure: BaseException | None = None
-    try:
-        bridge.run(lambda: run_until_signalled(lambda: serve(settings)))
-    except* SeedError as group:  # the seed conflicts with what the store holds
-        failure = group.exceptions[0]
-    return _fail(failure) if failure is not None else 0
+        return partial(serve, settings)
+
+    # SeedError also comes from the running service: the seed conflicts with the store.
+    return run_daemon("mgmt", prepare, config_errors=(ConfigError, SeedError))
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -21,8 +21,6 @@ from typing import Any, TextIO
 
 from google.protobuf import json_format
 
-from notip.config import ConfigError
-
 GATEWAY_COLUMNS = (
     ("id", "ID"),
     ("factoryId", "FACTORY"),
@@ -50,20 +48,19 @@ BULK_CHUNK = 10
 
 
 def run_daemon(args: argparse.Namespace) -> int:
-    from notip import bridge
-    from notip.simulator.service import serve
-    from notip.simulator.settings import Settings
+    """`notip simulator`, run by `notip.runner` (SIGTERM/SIGINT → graceful stop)."""
+    from functools import partial
 
-    try:
-        settings = Settings.from_env(os.environ)
-    except ConfigError as exc:
-        print(f"notip simulator: {exc}", file=sys.stderr)
-        return 2
-    try:
-        bridge.run(lambda: serve(settings))
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    from notip.runner import Main
+    from notip.runner import run_daemon as run
+
+    def prepare() -> Main:
+        from notip.simulator.service import serve
+        from notip.simulator.settings import Settings
+
+        return partial(serve, Settings.from_env(os.environ))
+
+    return run("simulator", prepare)
 
 
 # -- output -----------------------------------------------------------------------------

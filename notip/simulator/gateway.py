@@ -510,6 +510,10 @@ class GatewayRuntime:
             if action.status is not None:
                 updates["platform_status"] = action.status
         else:
+            log.info(
+                "command executing",
+                extra={"gateway_id": self.id, "command_id": cmd.command_id, "type": cmd.type},
+            )
             await trio.sleep(self.deps.settings.firmware_apply_s)  # "installing"
             updates["firmware_version"] = action.firmware_version
         await self._finish(cmd, commands.ACK, None, updates)

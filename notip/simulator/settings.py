@@ -98,6 +98,7 @@ class Settings:
             ),
             gateway_buffer_size=env.int("GATEWAY_BUFFER_SIZE", 1000, min=1),
             recovery_mode=env.bool("RECOVERY_MODE", False),
+            firmware_apply_s=env.int("FIRMWARE_APPLY_MS", 1000, min=0, max=600_000) / 1000.0,
         )
         env.check()
         return settings

@@ -940,7 +940,7 @@ def test_dockerfile_is_multi_stage_non_root_with_healthcheck_and_notip_entrypoin
     users = [rest for k, rest in final if k == "USER"]
     assert users and users[-1].split(":")[0] not in ("root", "0"), users
     assert json.loads(next(rest for k, rest in final if k == "ENTRYPOINT")) == ["notip"]
-    assert next(rest for k, rest in final if k == "STOPSIGNAL") == "SIGINT"
+    assert next(rest for k, rest in final if k == "STOPSIGNAL") == "SIGTERM"
     hc = next(rest for k, rest in final if k == "HEALTHCHECK")
     assert json.loads(hc.split("CMD", 1)[1].strip()) == ["notip-healthcheck"]
     copies = [rest for k, rest in final if k == "COPY"]
