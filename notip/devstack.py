@@ -262,8 +262,8 @@ async def run_stack(
         tls_key=paths.pki.postgres_server_key,
     )
     try:
-        nats.start()
-        pg.start()
+        await nats.start_async()
+        await pg.start_async()
         pki = paths.pki
         await natsio.bootstrap_streams(
             nats.url,
@@ -362,8 +362,9 @@ async def run_stack(
                 )
             )
     finally:
-        pg.stop()
-        nats.stop()
+        with trio.CancelScope(shield=True):
+            await pg.stop_async()
+            await nats.stop_async()
 
 
 async def _main(cfg: DevConfig) -> None:

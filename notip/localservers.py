@@ -24,6 +24,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+import trio
+
 from notip.natsconf import NatsConfig
 from notip.pki import PkiPaths
 
@@ -83,13 +85,45 @@ def _stop(proc: subprocess.Popen[bytes] | None, sig: int, timeout: float = 15) -
 
 
 class _Server:
-    """`with Server(...) as s:` starts it and always stops it."""
+    """`with Server(...) as s:` starts it and always stops it; `await s.start_async()`
+    and `await s.stop_async()` do the same from Trio without blocking the event loop.
 
-    def start(self) -> Self:
+    Starting is three steps: `_prepare` (blocking file work: config, initdb), `_spawn`
+    (the `Popen`, quick) and `_wait_ready` (blocking polls). `start_async` runs the
+    blocking steps in worker threads but spawns on the calling thread: the child's
+    parent-death signal fires when the *thread* that forked it exits, and Trio's
+    worker threads exit when idle."""
+
+    def _prepare(self) -> None:
         raise NotImplementedError
+
+    def _spawn(self) -> None:
+        raise NotImplementedError
+
+    def _wait_ready(self, timeout: float) -> None:
+        raise NotImplementedError
+
+    start_timeout: float = 20.0
+
+    def start(self, timeout: float | None = None) -> Self:
+        self._prepare()
+        self._spawn()
+        self._wait_ready(self.start_timeout if timeout is None else timeout)
+        return self
+
+    async def start_async(self, timeout: float | None = None) -> Self:
+        await trio.to_thread.run_sync(self._prepare)
+        self._spawn()
+        limit = self.start_timeout if timeout is None else timeout
+        # Abandoned on cancellation: the caller stops the process, which ends the poll.
+        await trio.to_thread.run_sync(self._wait_ready, limit, abandon_on_cancel=True)
+        return self
 
     def stop(self) -> None:
         raise NotImplementedError
+
+    async def stop_async(self) -> None:
+        await trio.to_thread.run_sync(self.stop)
 
     def __enter__(self) -> Self:
         return self.start()
@@ -147,7 +181,7 @@ class NatsServer(_Server):
     def config_path(self) -> Path:
         return self.workdir / "nats-server.conf"
 
-    def start(self, timeout: float = 20) -> Self:
+    def _prepare(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         NatsConfig(
             pki_dir=self.pki.root.resolve(),
@@ -156,6 +190,8 @@ class NatsServer(_Server):
             port=self.port,
             monitor_port=self.monitor_port,
         ).write(self.config_path)
+
+    def _spawn(self) -> None:
         log = open(self.log_file, "ab")  # noqa: SIM115 - owned by the child
         self.proc = subprocess.Popen(
             [find_nats_server(), "-c", str(self.config_path)],
@@ -164,8 +200,10 @@ class NatsServer(_Server):
             preexec_fn=_die_with_parent,
         )
         log.close()
+
+    def _wait_ready(self, timeout: float) -> None:
+        assert self.proc is not None
         _wait(self._ready, timeout, "nats-server", self.proc, self.log_file)
-        return self
 
     def _ready(self) -> bool:
         try:
@@ -376,9 +414,13 @@ class PostgresServer(_Server):
             raise ServerError(f"psql failed: {out.stderr}")
         return out.stdout.strip()
 
-    def start(self, timeout: float = 60) -> Self:
+    start_timeout = 60.0
+
+    def _prepare(self) -> None:
         if not (self.datadir / "PG_VERSION").exists():
             self._initdb()
+
+    def _spawn(self) -> None:
         log = open(self._log, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             self._server_args(),
@@ -388,10 +430,12 @@ class PostgresServer(_Server):
             preexec_fn=_die_with_parent,
         )
         log.close()
+
+    def _wait_ready(self, timeout: float) -> None:
+        assert self.proc is not None
         _wait(lambda: self._psql("SELECT 1") == "1", timeout, "postgres", self.proc, self._log)
         if self._psql(f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'") != "1":
             self._psql(f'CREATE DATABASE "{self.database}"')
-        return self
 
     def stop(self) -> None:
         # SIGINT = "fast" shutdown: roll back sessions, checkpoint, exit.
