@@ -5,12 +5,18 @@ multi-row INSERT (blobs verbatim, tenant from subject token 2, time from the env
 plus the list of rejected messages, each with a reason label. It runs in tight pure
 Python per message: no I/O, no allocation beyond the row tuple, time passed in.
 
+One message can never stop ingestion: its work is bounded before parsing (size, nesting
+depth: the C JSON scanner recurses per level) and whatever else goes wrong while
+checking it makes it a reject of its own, never an exception out of `validate_batch`.
+
 Rejection reasons (the `reason` label of `notip_consumer_poison_messages_total`):
 
 | reason | what |
 |---|---|
 | `bad_subject` | not `telemetry.data.{tenantId}.{gatewayId}`, bad tenant token, gateway token not a UUID |
-| `bad_json` | not UTF-8 JSON, or not a JSON object |
+| `payload_too_large` | payload over `MAX_PAYLOAD_BYTES` (64 KiB; a real envelope is ~300 bytes), refused before any parsing |
+| `too_deep` | JSON nesting deeper than `MAX_DEPTH` (32; a real envelope is one flat object), refused before parsing |
+| `bad_json` | not UTF-8 JSON, or not a JSON object; also any unexpected error while parsing or checking one message (the detail names the exception type) |
 | `nul_byte` | a NUL byte anywhere in the payload (raw or `\\u0000`): PostgreSQL text cannot hold it |
 | `bad_field` | a field missing or of the wrong type/shape (UUIDs, sensor type, base64 blobs, IV 12 bytes, tag 16 bytes) |
 | `bad_key_version` | `keyVersion` not an integer in 1..2^31-1 |
@@ -36,9 +42,16 @@ from notip.envelope import SENSOR_TYPES
 MAX_FUTURE_S = 24 * 3600.0
 MAX_PAST_S = 366 * 86400.0
 KEY_VERSION_MAX = 2**31 - 1
+# Work per message is bounded before parsing. A real envelope (notip/envelope.py) is one
+# flat object of ~300 bytes: both limits leave a wide margin and keep the recursive C
+# JSON scanner far from the interpreter's recursion limit.
+MAX_PAYLOAD_BYTES = 64 * 1024
+MAX_DEPTH = 32
 
 REASONS = (
     "bad_subject",
+    "payload_too_large",
+    "too_deep",
     "bad_json",
     "nul_byte",
     "bad_field",
@@ -58,6 +71,11 @@ _SENSOR_TYPES = frozenset(SENSOR_TYPES)
 _loads = json.loads
 _scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 _fromiso = dt.datetime.fromisoformat
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# Keep only brackets, both kinds folded into `[` `]`: only the nesting matters here.
+_BRACKETS_ONLY = bytes.maketrans(b"{}", b"[]")
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+_DEEP_RUN = b"[" * (MAX_DEPTH + 1)
 
 # (time, tenant_id, gateway_id, sensor_id, sensor_type, encrypted_data, iv, auth_tag, key_version)
 # `time` is the envelope's instant re-rendered by `datetime.isoformat()` (always with
@@ -109,7 +127,7 @@ def _ack_fields(reply: str) -> tuple[int, int, float, int] | None:
         return None
     try:
         return int(t[b + 3]), int(t[b + 2]), int(t[b + 5]) / 1e9, int(t[b + 6])
-    except ValueError:
+    except (ValueError, OverflowError):  # not a number, too many digits, beyond a float
         return None
 
 
@@ -122,7 +140,7 @@ def _subject(subject: str) -> tuple[str, str]:
     hit = _subjects.get(subject)
     if hit is not None:
         return hit
-    parts = subject.split(".")
+    parts = subject.split(".", 4)  # bounded, whatever the subject's length
     if len(parts) != 4 or parts[0] != "telemetry" or parts[1] != "data":
         raise Rejected("bad_subject", "subject is not telemetry.data.{tenantId}.{gatewayId}")
     tenant = parts[2]
@@ -135,6 +153,38 @@ def _subject(subject: str) -> tuple[str, str]:
         _subjects.clear()
     _subjects[subject] = hit = (tenant, gateway)
     return hit
+
+
+def _too_deep(data: bytes) -> bool:
+    """Would parsing `data` nest deeper than MAX_DEPTH? Exact for well-formed JSON;
+    brackets inside strings do not count. Only C-level passes (about MAX_DEPTH of
+    them at most) over at most MAX_PAYLOAD_BYTES: no Python loop per byte.
+
+    With strings removed and `{}` folded into `[]`, what is left is the bracket
+    skeleton. A run of more than MAX_DEPTH `[` is that deep already. Otherwise each
+    `replace(b"[]", b"")` removes exactly the innermost pairs, i.e. one level; a `[]`
+    still there after MAX_DEPTH passes is a pair nested deeper. What remains once no
+    pair is left is unmatched brackets, `]…][…[`: a leading `]` makes the parser
+    fail before any deeper level; only `[` left, more than MAX_DEPTH of them, is that
+    many levels at least. Malformed input with fewer unmatched `[` nests at most
+    2 × MAX_DEPTH: the parser gets it and rejects it (`bad_json`).
+    """
+    if data.count(b"{") + data.count(b"[") <= MAX_DEPTH:
+        return False  # not enough openings to nest deeper
+    b = _JSON_STRING.sub(b"", data).translate(_BRACKETS_ONLY, _NOT_BRACKETS)
+    if _DEEP_RUN in b:
+        return True  # the usual attack, `[[[[…`: no need to peel it level by level
+    for _ in range(MAX_DEPTH):
+        if not b:
+            return False
+        shorter = b.replace(b"[]", b"")
+        if len(shorter) == len(b):
+            break
+        b = shorter
+    else:
+        if b"[]" in b:
+            return True
+    return b.count(b"]") == 0 and len(b) > MAX_DEPTH
 
 
 def _parse_json(data: bytes) -> object:
@@ -153,8 +203,16 @@ def _parse_json(data: bytes) -> object:
 def check(subject: str, data: bytes, now: float) -> Row:
     """Validate one message; returns its row or raises `Rejected`."""
     tenant, gateway = _subject(subject)
-    if b"\x00" in data or b"\\u0000" in data:
+    if len(data) > MAX_PAYLOAD_BYTES:
+        raise Rejected("payload_too_large", f"payload over {MAX_PAYLOAD_BYTES} bytes")
+    # `int in bytes` is one memchr (a bytes needle costs several times more); no
+    # backslash, no `\u0000` escape.
+    if 0 in data or (92 in data and b"\\u0000" in data):
         raise Rejected("nul_byte", "payload contains a NUL byte")
+    # A real envelope is one flat object: no `[` (91) and its only `{` (123) first, so
+    # depth 1. Anything else takes the exact scan (the rare slow path).
+    if (91 in data or 123 in data[1:]) and _too_deep(data):
+        raise Rejected("too_deep", f"JSON nested deeper than {MAX_DEPTH} levels")
     try:
         obj = _parse_json(data)
     except ValueError as exc:  # includes UnicodeDecodeError
@@ -250,6 +308,12 @@ def validate_batch(msgs: Sequence[RawMsg], now: float) -> Validated:
             row = check(m.subject, m.data, now)
         except Rejected as rej:
             rejects.append(Reject(reply, m.subject, rej.reason, rej.detail, seq))
+            continue
+        except MemoryError:
+            raise  # the process's condition, not this (size-bounded) message's
+        except Exception as exc:  # anything else about one message: poison, never a crash
+            detail = f"unexpected {type(exc).__name__}: {str(exc)[:200]}"
+            rejects.append(Reject(reply, m.subject, "bad_json", detail, seq))
             continue
         rows.append(row)
         replies.append(reply)

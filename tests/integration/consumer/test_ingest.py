@@ -10,9 +10,11 @@ import httpx
 import trio
 
 from notip import bridge, natsio
+from notip.consumer.ingest import MAX_PAYLOAD_BYTES
 from notip.envelope import parse_iso
 
 from .conftest import (
+    Collector,
     count_rows,
     encode,
     envelope,
@@ -144,6 +146,77 @@ async def test_each_bad_message_is_rejected_alone(
         assert sorted(r["iv"] for r in rows) == sorted(g["iv"] for g in good)
         await eventually(lambda: _settled(nc, env["NATS_CONSUMER_DURABLE_NAME"], seqs[-1]))
         nursery.cancel_scope.cancel()
+
+
+async def test_hostile_payloads_never_stop_ingestion(
+    nc: natsio.NATS, make_env: EnvFactory, pg_database: str
+) -> None:
+    """A ~2 KB payload nesting arrays 1,000 deep used to raise RecursionError out of
+    validation and stop the consumer (then again on every redelivery: a crash loop).
+    In one batch with valid messages and an oversized payload: both poisons are
+    terminated and counted by reason, the valid rows are written, nothing is
+    redelivered, and the consumer keeps consuming."""
+    tenant, gw = str(uuid.uuid4()), str(uuid.uuid4())
+    subject = f"telemetry.data.{tenant}.{gw}"
+    deep = b'{"gatewayId": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+    oversized = encode(envelope(gw, pad="x" * (MAX_PAYLOAD_BYTES + 1)))
+    assert len(deep) < 2100 and MAX_PAYLOAD_BYTES < len(oversized) < 1024 * 1024  # NATS max
+    good = [envelope(gw) for _ in range(3)]
+    env = make_env(INGEST_BATCH_SIZE="50", INGEST_FLUSH_MS="500")
+    durable = env["NATS_CONSUMER_DURABLE_NAME"]
+    terminated = await Collector().start(
+        nc, f"$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.TELEMETRY.{durable}"
+    )
+    async with trio.open_nursery() as nursery:
+        info = await start_consumer(nursery, env)
+        items = [(subject, encode(good[0])), (subject, deep), (subject, oversized)]
+        seqs = await publish(nc, [*items, (subject, encode(good[1]))])
+        await eventually(
+            lambda: metric(info, "notip_consumer_messages_written_total") == 2, what="2 rows"
+        )
+        await eventually(
+            lambda: metric(info, "notip_consumer_message_parsing_errors_total") == 2,
+            what="2 rejects",
+        )
+        poison = "notip_consumer_poison_messages_total"
+        assert metric(info, poison, reason="too_deep") == 1
+        assert metric(info, poison, reason="payload_too_large") == 1
+        rows = await query(pg_database, "SELECT iv FROM telemetry WHERE tenant_id = $1", tenant)
+        assert sorted(r["iv"] for r in rows) == sorted(g["iv"] for g in good[:2])
+        # Terminated, not pending: no ack awaited, nothing left, nothing redelivered.
+        cinfo = await eventually(
+            lambda: _drained(nc, durable, seqs[-1]), what="every message acked or terminated"
+        )
+        assert cinfo.num_redelivered == 0 and cinfo.num_pending == 0
+        assert metric(info, "notip_consumer_redelivered_messages_total") == 0
+        # +TERM (JetStream's advisory), exactly the two poisons, each on first delivery.
+        await eventually(lambda: len(terminated.msgs) >= 2, what="2 termination advisories")
+        advisories = terminated.json()
+        assert sorted(a["stream_seq"] for a in advisories) == [seqs[1], seqs[2]]
+        assert all(a["deliveries"] == 1 for a in advisories), advisories
+        # Still consuming: a message published afterwards is written too.
+        assert info.ready
+        await publish(nc, [(subject, encode(good[2]))])
+        await eventually(
+            lambda: metric(info, "notip_consumer_messages_written_total") == 3, what="a 3rd row"
+        )
+        assert await count_rows(pg_database, tenant) == 3
+        cinfo = await consumer_info(nc, durable)
+        assert cinfo.num_redelivered == 0
+        assert metric(info, "notip_consumer_messages_received_total") == 5
+        nursery.cancel_scope.cancel()
+
+
+async def _drained(nc: natsio.NATS, durable: str, last_seq: int):  # type: ignore[no-untyped-def]
+    info = await consumer_info(nc, durable)
+    if (
+        info.num_ack_pending == 0
+        and info.num_pending == 0
+        and info.delivered.stream_seq >= last_seq
+        and info.ack_floor.stream_seq >= last_seq
+    ):
+        return info
+    return None
 
 
 async def test_database_data_error_isolates_the_row(

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
+from notip.consumer import ingest
 from notip.consumer.ingest import (
     REASONS,
     Rejected,
@@ -215,3 +216,243 @@ def test_validate_batch_separates_rejects_and_keeps_alignment() -> None:
     seen = latest_sightings(v.rows, v.stored)
     assert seen == {(TENANT, GW): NOW, (TENANT, gw2): v.stored[1]}
     assert latest_sightings(v.rows, v.stored, [1]) == {(TENANT, gw2): v.stored[1]}
+
+
+# -- one message can never stop ingestion ------------------------------------------------
+
+
+def nested(depth: int, inner: bytes = b"") -> bytes:
+    return b"[" * depth + inner + b"]" * depth
+
+
+def deep_payload(depth: int) -> bytes:
+    """`{"gatewayId": [[[…]]]}`: the ~2 KB payload that used to raise RecursionError."""
+    return b'{"gatewayId": ' + nested(depth) + b"}"
+
+
+def batch_around(poison: bytes) -> list[FakeMsg]:
+    return [
+        FakeMsg(SUBJECT, raw(env()), reply(1)),
+        FakeMsg(SUBJECT, poison, reply(2)),
+        FakeMsg(SUBJECT, raw(env()), reply(3)),
+    ]
+
+
+def assert_only_middle_rejected(v: Any, reason: str) -> None:
+    assert v.seqs == [1, 3]  # batch-mates kept
+    assert len(v.rows) == len(v.replies) == len(v.stored) == 2
+    assert [(r.reason, r.stream_seq) for r in v.rejects] == [(reason, 2)]
+    assert v.rejects[0].reply == reply(2)  # what the pipeline terminates
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (deep_payload(1000), "too_deep"),  # ~2 KB
+        (deep_payload(30_000), "too_deep"),  # ~60 KB, under the size limit
+        (deep_payload(100_000), "payload_too_large"),  # ~200 KB
+        (b'{"a":' * 1000 + b"1" + b"}" * 1000, "too_deep"),  # objects nest too
+        (raw(env(extra=json.loads(nested(ingest.MAX_DEPTH)))), "too_deep"),  # 1 + 32 levels
+        (nested(5000), "too_deep"),  # not even an object
+        (b"[" * 5000, "too_deep"),  # never closed
+        (b"{" * 5000, "too_deep"),
+    ],
+)
+def test_deep_nesting_is_rejected_before_parsing(data: bytes, expected: str) -> None:
+    assert len(data) > ingest.MAX_PAYLOAD_BYTES or expected != "payload_too_large"
+    assert reason(SUBJECT, data) == expected
+    assert_only_middle_rejected(validate_batch(batch_around(data), NOW), expected)
+
+
+def test_depth_bound_does_not_rely_on_the_size_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ingest, "MAX_PAYLOAD_BYTES", 1 << 20)
+    assert reason(SUBJECT, deep_payload(100_000)) == "too_deep"
+    assert reason(SUBJECT, b'{"gatewayId": ' + b"[" * 500_000) == "too_deep"
+
+
+def test_nesting_up_to_the_bound_is_parsed() -> None:
+    # An extra field nested MAX_DEPTH - 1 deep: the object is MAX_DEPTH deep, accepted
+    # (unknown fields are ignored); brackets inside strings do not count.
+    for extra in (
+        json.loads(nested(ingest.MAX_DEPTH - 1)),
+        "[" * 10_000,
+        ["{" * 100, {"k": "]]]}}}" * 100}],
+    ):
+        assert check(SUBJECT, raw(env(extra=extra)), NOW)[2] == GW
+    # Malformed: the depth verdict or the parser's, never an exception.
+    for data in (b"[" * ingest.MAX_DEPTH, b"]" * 5000 + b"[" * 5000, b'"' + b"[" * 5000):
+        assert reason(SUBJECT, data) in {"bad_json", "too_deep"}
+
+
+def test_oversized_payload_is_rejected_before_parsing() -> None:
+    base = raw(env(pad=""))
+    fits = raw(env(pad="x" * (ingest.MAX_PAYLOAD_BYTES - len(base))))
+    assert len(fits) == ingest.MAX_PAYLOAD_BYTES
+    assert check(SUBJECT, fits, NOW)[2] == GW  # the limit itself is allowed
+    too_big = raw(env(pad="x" * (ingest.MAX_PAYLOAD_BYTES - len(base) + 1)))
+    assert reason(SUBJECT, too_big) == "payload_too_large"
+    assert_only_middle_rejected(validate_batch(batch_around(too_big), NOW), "payload_too_large")
+    # A real envelope is a few hundred bytes: the limit is far away.
+    assert len(raw(env())) * 100 < ingest.MAX_PAYLOAD_BYTES
+
+
+@pytest.mark.parametrize(
+    "exc", [RuntimeError("boom"), RecursionError("deep"), KeyError("k"), OverflowError("big")]
+)
+def test_any_error_checking_one_message_makes_it_poison(
+    monkeypatch: pytest.MonkeyPatch, exc: Exception
+) -> None:
+    parse = ingest._parse_json
+
+    def failing(data: bytes) -> object:
+        if b"POISON" in data:
+            raise exc
+        return parse(data)
+
+    monkeypatch.setattr(ingest, "_parse_json", failing)
+    v = validate_batch(batch_around(raw(env(note="POISON"))), NOW)
+    assert_only_middle_rejected(v, "bad_json")
+    assert type(exc).__name__ in v.rejects[0].detail
+
+
+def test_memory_error_is_not_blamed_on_the_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A message is at most 64 KiB: MemoryError is the process's state, not the
+    message's fault; terminating a valid message for it would lose data."""
+
+    def failing(data: bytes) -> object:
+        raise MemoryError
+
+    monkeypatch.setattr(ingest, "_parse_json", failing)
+    with pytest.raises(MemoryError):
+        validate_batch(batch_around(raw(env())), NOW)
+
+
+def test_ack_subjects_with_absurd_numbers_are_not_jetstream() -> None:
+    ts = "9" * 400  # an int, but beyond a float once divided
+    for bad in (
+        f"$JS.ACK.TELEMETRY.d.1.5.5.{ts}.0",
+        f"$JS.ACK.TELEMETRY.d.1.{'9' * 5000}.5.1.0",  # beyond int()'s digit limit
+        "$JS.ACK." + "." * 100_000,
+    ):
+        assert ack_meta(bad) is None
+        v = validate_batch([FakeMsg(SUBJECT, raw(env()), bad)], NOW)
+        assert [r.reason for r in v.rejects] == ["not_jetstream"] and not v.rows
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "telemetry.data." + "x." * 100_000 + GW,
+        "telemetry.data." + "x" * 1_000_000 + "." + GW,
+        f"telemetry.data.{TENANT}.{GW}" + "." * 10_000,
+        "." * 100_000,
+        "",
+        f"telemetry.data.{TENANT}.{GW.upper()}\n",
+    ],
+)
+def test_absurd_subjects_are_bad_subject(subject: str) -> None:
+    assert reason(subject, raw(env())) == "bad_subject"
+
+
+def assert_accounted(msgs: list[FakeMsg], v: Any) -> None:
+    assert len(v.rows) + len(v.rejects) == len(msgs)
+    assert len(v.rows) == len(v.replies) == len(v.stored) == len(v.seqs)
+    assert all(r.reason in REASONS for r in v.rejects)
+
+
+# Tokens of a `$JS.ACK.…` reply: numbers, numbers too long for a float or for int(), text.
+ACK_TOKENS = st.lists(
+    st.integers(min_value=0).map(str)
+    | st.integers(min_value=300, max_value=6000).map(lambda n: "9" * n)
+    | st.text(max_size=12),
+    min_size=7,
+    max_size=12,
+)
+
+
+@given(st.lists(st.tuples(st.text(max_size=300), ACK_TOKENS), max_size=5))
+def test_arbitrary_subjects_and_replies_never_escape_validate_batch(
+    heads: list[tuple[str, list[str]]],
+) -> None:
+    msgs = [FakeMsg(subj, raw(env()), "$JS.ACK." + ".".join(tokens)) for subj, tokens in heads]
+    msgs.append(FakeMsg(SUBJECT, raw(env()), reply(99)))
+    v = validate_batch(msgs, NOW)
+    assert_accounted(msgs, v)
+    assert v.seqs[-1] == 99
+    assert all(r.reason in ("bad_subject", "not_jetstream", "gateway_mismatch") for r in v.rejects)
+
+
+# Arbitrary bytes, some after a long run of one JSON-significant byte (depth, strings).
+PAYLOADS = st.builds(
+    lambda run, n, tail: run * n + tail,
+    st.sampled_from([b"[", b"{", b'{"a":[', b'"', b"\\"]),
+    st.integers(min_value=0, max_value=40) | st.integers(min_value=0, max_value=20_000),
+    st.binary(max_size=400),
+)
+
+
+@given(st.lists(PAYLOADS, max_size=8))
+def test_arbitrary_bytes_never_escape_validate_batch(payloads: list[bytes]) -> None:
+    msgs = [FakeMsg(SUBJECT, p, reply(i + 1)) for i, p in enumerate(payloads)]
+    msgs.append(FakeMsg(SUBJECT, raw(env()), reply(len(msgs) + 1)))
+    v = validate_batch(msgs, NOW)
+    assert_accounted(msgs, v)
+    assert v.seqs[-1] == len(msgs)  # the valid message behind them is written
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=30,
+)
+
+
+def json_depth(value: Any) -> int:
+    if isinstance(value, list):
+        return 1 + max(map(json_depth, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(json_depth, value.values()), default=0)
+    return 0
+
+
+def expected_verdict(data: bytes, depth: int) -> str | None:
+    """What check must say about a valid envelope carrying extra JSON of `depth`."""
+    if len(data) > ingest.MAX_PAYLOAD_BYTES:
+        return "payload_too_large"
+    if b"\\u0000" in data:
+        return "nul_byte"
+    if depth > ingest.MAX_DEPTH:
+        return "too_deep"
+    return None  # a row: unknown fields are ignored
+
+
+@settings(max_examples=300)
+@given(
+    JSON_VALUES,
+    st.integers(min_value=0, max_value=40) | st.integers(min_value=0, max_value=50_000),
+    st.sampled_from(["gatewayId", "extra", "keyVersion", None]),
+)
+def test_arbitrary_nested_json_never_escapes_validate_batch(
+    value: Any, wrap: int, key: str | None
+) -> None:
+    """Any JSON value, wrapped in up to 50,000 more lists, as a field of an envelope
+    (or as the whole payload): a row or a reject, and the exact depth verdict."""
+    inner = json.dumps(value).encode()
+    if key is None:
+        data, depth = nested(wrap, inner), wrap + json_depth(value)
+    else:
+        prefix = raw(env(**{key: 0}))
+        data = prefix.replace(f'"{key}": 0'.encode(), f'"{key}": '.encode() + nested(wrap, inner))
+        depth = 1 + wrap + json_depth(value)
+    msgs = [FakeMsg(SUBJECT, data, reply(1)), FakeMsg(SUBJECT, raw(env()), reply(2))]
+    v = validate_batch(msgs, NOW)
+    assert_accounted(msgs, v)
+    assert v.seqs[-1] == 2  # the valid message behind it is written
+    verdict = expected_verdict(data, depth)
+    event(verdict or ("row" if v.seqs == [1, 2] else "other reject"))
+    if verdict is not None:
+        assert [r.reason for r in v.rejects] == [verdict]
+    elif key == "extra":
+        assert v.seqs == [1, 2]  # an unknown field, however nested (≤ the bound): a row
