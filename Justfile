@@ -7,9 +7,22 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 default:
     @{{just_executable()}} --list
 
-# create and fill .venv when it is missing or older than pyproject.toml (./just does it)
+# create .venv, or sync it to uv.lock when uv.lock or pyproject.toml changed (./just does it)
 venv:
     @./just --version > /dev/null
+
+# Run `just lock` after changing a dependency in pyproject.toml, and commit uv.lock
+# with it (tests/unit/test_lock.py fails until then). pyproject.toml keeps floors; the
+# lock pins exact versions with hashes, for every Python in requires-python, and is
+# what ./just, CI and the image install. `.venv/bin/uv lock --upgrade` moves everything
+# to the newest versions the floors allow. The guards around private library
+# attributes (notip/guards.py) were verified with the locked nats-py 2.16.0,
+# trio-asyncio 0.16.0, trio 0.35.0 and grpcio 1.85.3: when a re-lock moves one of
+# them, re-check those guards and run the whole suite before committing.
+
+# re-resolve uv.lock from pyproject.toml (after changing a dependency)
+lock: venv
+    .venv/bin/uv lock
 
 # run the whole test suite (real nats-server and PostgreSQL, no Docker)
 test *ARGS: venv

@@ -23,7 +23,7 @@ import nats.js.errors
 import trio
 
 from bench.harness import Child, Figure, Stack, median, peak_rss_mb, tree_cpu_seconds
-from notip import bridge, envelope, natsio
+from notip import bridge, contracts, envelope, natsio
 
 POLL_S = 0.02
 
@@ -44,7 +44,7 @@ async def prefill(
         for _, gw, _ in gws
     }
     js = nc.jetstream()
-    before = (await bridge.call(js.stream_info, "TELEMETRY")).state.messages
+    before = (await bridge.call(js.stream_info, contracts.TELEMETRY.name)).state.messages
     chunk = 5000
     sent = 0
     while sent < n:
@@ -59,7 +59,7 @@ async def prefill(
                 sensor_type=kind,
                 value=round(rng.uniform(0, 100), 2),
             )
-            msgs.append((f"telemetry.data.{tenant}.{gw}", env.encode()))
+            msgs.append((contracts.telemetry_subject(tenant, gw), env.encode()))
 
         async def publish(msgs: list[tuple[str, bytes]] = msgs) -> None:
             for subject, data in msgs:
@@ -69,7 +69,9 @@ async def prefill(
         await bridge.call(publish)
         sent += len(msgs)
     with trio.fail_after(120):
-        while (await bridge.call(js.stream_info, "TELEMETRY")).state.messages < before + n:
+        while (
+            await bridge.call(js.stream_info, contracts.TELEMETRY.name)
+        ).state.messages < before + n:
             await trio.sleep(0.1)
 
 
@@ -83,7 +85,7 @@ class DrainResult:
 
 async def _consumer_state(nc: natsio.NATS, durable: str) -> tuple[int, int, int] | None:
     try:
-        info = await bridge.call(nc.jetstream().consumer_info, "TELEMETRY", durable)
+        info = await bridge.call(nc.jetstream().consumer_info, contracts.TELEMETRY.name, durable)
     except nats.js.errors.NotFoundError:
         return None
     acked = info.ack_floor.stream_seq if info.ack_floor else 0
@@ -170,7 +172,7 @@ async def run(stack: Stack, n: int, runs: int, variants: tuple[str, ...]) -> lis
     nc = await natsio.connect(stack.nats.url, tls, name="bench-drain")
     try:
         await natsio.init_streams(nc)
-        info = await bridge.call(nc.jetstream().stream_info, "TELEMETRY")
+        info = await bridge.call(nc.jetstream().stream_info, contracts.TELEMETRY.name)
         first_seq = info.state.last_seq + 1
         await prefill(nc, n)
         results: dict[str, list[DrainResult]] = {v: [] for v in variants}
@@ -217,7 +219,7 @@ async def run(stack: Stack, n: int, runs: int, variants: tuple[str, ...]) -> lis
                     flush=True,
                 )
                 stack.pg._psql(f'DROP DATABASE "{db}" WITH (FORCE)')  # noqa: SLF001
-                await bridge.call(nc.jetstream().delete_consumer, "TELEMETRY", durable)
+                await bridge.call(nc.jetstream().delete_consumer, contracts.TELEMETRY.name, durable)
     finally:
         await natsio.drain(nc)
 

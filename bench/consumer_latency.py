@@ -18,7 +18,7 @@ import trio
 
 from bench.consumer_drain import consumer_env
 from bench.harness import Child, Figure, Stack, median, percentile, read_json_line
-from notip import bridge, natsio
+from notip import bridge, contracts, natsio
 
 
 async def one_run(stack: Stack, nc: natsio.NATS, rate: int, seconds: float) -> dict[str, float]:
@@ -34,13 +34,15 @@ async def one_run(stack: Stack, nc: natsio.NATS, rate: int, seconds: float) -> d
         with trio.fail_after(60):
             while True:
                 try:
-                    await bridge.call(js.consumer_info, "TELEMETRY", durable)
+                    await bridge.call(js.consumer_info, contracts.TELEMETRY.name, durable)
                     break
                 except Exception:
                     await trio.sleep(0.1)
         # A brand-new durable may first drain what earlier runs left in the stream.
         with trio.fail_after(300):
-            while (await bridge.call(js.consumer_info, "TELEMETRY", durable)).num_pending:
+            while (
+                await bridge.call(js.consumer_info, contracts.TELEMETRY.name, durable)
+            ).num_pending:
                 await trio.sleep(0.1)
         since = stack.pg._psql("SELECT now()", database=db)  # noqa: SLF001
         argv = [
@@ -71,7 +73,7 @@ async def one_run(stack: Stack, nc: natsio.NATS, rate: int, seconds: float) -> d
                 nursery.start_soon(publisher)
                 t0 = trio.current_time()
                 while True:
-                    info = await bridge.call(js.consumer_info, "TELEMETRY", durable)
+                    info = await bridge.call(js.consumer_info, contracts.TELEMETRY.name, durable)
                     lag.append(
                         (
                             trio.current_time() - t0,
@@ -82,7 +84,7 @@ async def one_run(stack: Stack, nc: natsio.NATS, rate: int, seconds: float) -> d
         sent = int(result["sent"])  # type: ignore[call-overload]
         with trio.fail_after(120):
             while True:
-                info = await bridge.call(js.consumer_info, "TELEMETRY", durable)
+                info = await bridge.call(js.consumer_info, contracts.TELEMETRY.name, durable)
                 if not info.num_pending and not info.num_ack_pending:
                     break
                 await trio.sleep(0.1)
@@ -93,7 +95,7 @@ async def one_run(stack: Stack, nc: natsio.NATS, rate: int, seconds: float) -> d
     )
     latencies = [float(x) for x in rows.split(",") if x]
     stack.pg._psql(f'DROP DATABASE "{db}" WITH (FORCE)')  # noqa: SLF001
-    await bridge.call(js.delete_consumer, "TELEMETRY", durable)
+    await bridge.call(js.delete_consumer, contracts.TELEMETRY.name, durable)
     third = max(1, len(lag) // 3)
     return {
         "sent": sent,

@@ -32,7 +32,7 @@ import trio
 
 from bench.consumer_drain import DrainResult, consumer_env, measure, prefill
 from bench.harness import Figure, Stack, median, sample_sum, scrape
-from notip import bridge, natsio
+from notip import bridge, contracts, natsio
 from notip.localservers import free_port
 
 CONSUMER = [sys.executable, "-m", "notip", "consumer"]
@@ -89,7 +89,7 @@ async def drain_with(
             )
     finally:
         stack.pg._psql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')  # noqa: SLF001
-        await bridge.call(nc.jetstream().delete_consumer, "TELEMETRY", durable)
+        await bridge.call(nc.jetstream().delete_consumer, contracts.TELEMETRY.name, durable)
     return ScaleRun(r, written, dup[0], dup[1])
 
 
@@ -100,7 +100,7 @@ async def run(stack: Stack, n: int, runs: int) -> list[Figure]:
     two: list[ScaleRun] = []
     try:
         await natsio.init_streams(nc)
-        info = await bridge.call(nc.jetstream().stream_info, "TELEMETRY")
+        info = await bridge.call(nc.jetstream().stream_info, contracts.TELEMETRY.name)
         first_seq = info.state.last_seq + 1
         await prefill(nc, n)
         for i in range(runs):

@@ -23,7 +23,8 @@ import nats.errors
 import trio
 from nats.js import api
 
-from notip import bridge, natsio
+from notip import bridge, contracts, natsio
+from notip.jetstream import pull
 
 DDL = """
 CREATE TABLE IF NOT EXISTS telemetry (
@@ -63,12 +64,12 @@ def columns(payloads: list[tuple[str, bytes]]) -> list[list[Any]]:
 async def add_durable(nc: natsio.NATS, durable: str) -> None:
     await bridge.call(
         nc.jetstream().add_consumer,
-        "TELEMETRY",
+        contracts.TELEMETRY.name,
         api.ConsumerConfig(
             durable_name=durable,
             ack_policy=api.AckPolicy.EXPLICIT,
             deliver_policy=api.DeliverPolicy.ALL,
-            filter_subject="telemetry.data.>",
+            filter_subject=contracts.TELEMETRY_ALL,
             ack_wait=60,
             max_ack_pending=20000,
         ),
@@ -93,11 +94,11 @@ async def run_limit(
                 wake.set()
 
     sub = await bridge.call(nc.subscribe, inbox, cb=on_msg, pending_msgs_limit=10 * batch)
-    next_subject = f"$JS.API.CONSUMER.MSG.NEXT.TELEMETRY.{durable}"
+    pull_subject = pull.next_subject(contracts.TELEMETRY.name, durable)
 
     async def ask(n: int) -> None:
         req = json.dumps({"batch": n, "expires": 5_000_000_000}).encode()
-        await nc.publish(next_subject, req, reply=inbox)
+        await nc.publish(pull_subject, req, reply=inbox)
 
     async def write_and_ack(msgs: list[Any]) -> None:
         cols = columns([(m.subject, m.data) for m in msgs])
@@ -146,7 +147,7 @@ async def run_naive(
     await add_durable(nc, durable)
     js = nc.jetstream()
     sub = await bridge.call(
-        js.pull_subscribe, "telemetry.data.>", durable=durable, stream="TELEMETRY"
+        js.pull_subscribe, contracts.TELEMETRY_ALL, durable=durable, stream=contracts.TELEMETRY.name
     )
     done = 0
     while done < expected:

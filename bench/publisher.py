@@ -13,7 +13,7 @@ from pathlib import Path
 
 import trio
 
-from notip import bridge, envelope, natsio
+from notip import bridge, contracts, envelope, natsio
 
 TICK_S = 0.01
 
@@ -42,7 +42,7 @@ async def main(args: argparse.Namespace) -> dict[str, float]:
                 env = envelope.seal(
                     key, gateway_id=gw, sensor_id=gw, sensor_type="temperature", value=20.0
                 )
-                batch.append((f"telemetry.data.{tenant}.{gw}", env.encode()))
+                batch.append((contracts.telemetry_subject(tenant, gw), env.encode()))
                 sent += 1
             owed -= int(owed)
 

@@ -20,6 +20,7 @@ import trio
 
 from bench.harness import Child, Stack
 from notip import natsio
+from notip.httpserve import host_port, http_url
 from notip.localservers import free_port
 
 NOTIP = [sys.executable, "-m", "notip"]
@@ -169,15 +170,15 @@ async def platform(stack: Stack, sim_env: dict[str, str] | None = None) -> Async
     mgmt_env = {
         **nats_env("management-api"),
         "MGMT_DB_PATH": str(stack.root / "mgmt.db"),
-        "HTTP_ADDR": f"{h}:{mgmt_port}",
+        "HTTP_ADDR": host_port(h, mgmt_port),
     }
     prov_env = {
         **nats_env("provisioning"),
         "CA_CERTS_PATH": str(pki.root),
         "CA_KEY_PATH": str(pki.ca_key),
-        "HTTP_ADDR": f"{h}:{prov_port}",
+        "HTTP_ADDR": host_port(h, prov_port),
     }
-    prov_url = f"http://{h}:{prov_port}"
+    prov_url = http_url(h, prov_port)
     simulator_env = {
         "PROVISIONING_URL": prov_url,
         "NATS_URL": stack.nats.url,
@@ -187,9 +188,9 @@ async def platform(stack: Stack, sim_env: dict[str, str] | None = None) -> Async
         "NATS_TLS_CERT": str(pki.cert("simulator")),
         "NATS_TLS_KEY": str(pki.key("simulator")),
         "SQLITE_PATH": str(stack.root / "simulator.db"),
-        "HTTP_ADDR": f"{h}:{sim_http}",
-        "GRPC_ADDR": f"{h}:{sim_grpc}",
-        "METRICS_ADDR": f"{h}:{sim_metrics}",
+        "HTTP_ADDR": host_port(h, sim_http),
+        "GRPC_ADDR": host_port(h, sim_grpc),
+        "METRICS_ADDR": host_port(h, sim_metrics),
         "LOG_LEVEL": "warning",
         **(sim_env or {}),
     }
@@ -203,16 +204,16 @@ async def platform(stack: Stack, sim_env: dict[str, str] | None = None) -> Async
         sim = await procs.enter_async_context(
             Child([*NOTIP, "simulator"], simulator_env, log=logs / "simulator.log")
         )
-        await _wait_healthy(f"http://{h}:{mgmt_port}/health", mgmt, "notip mgmt")
+        await _wait_healthy(http_url(h, mgmt_port, "/health"), mgmt, "notip mgmt")
         await _wait_healthy(f"{prov_url}/health", prov, "notip provisioning")
-        await _wait_healthy(f"http://{h}:{sim_http}/health", sim, "notip simulator")
-        await _wait_healthy(f"http://{h}:{sim_metrics}/healthz", sim, "notip simulator metrics")
+        await _wait_healthy(http_url(h, sim_http, "/health"), sim, "notip simulator")
+        await _wait_healthy(http_url(h, sim_metrics, "/healthz"), sim, "notip simulator metrics")
         yield Services(
-            mgmt_url=f"http://{h}:{mgmt_port}",
+            mgmt_url=http_url(h, mgmt_port),
             provisioning_url=prov_url,
-            sim_url=f"http://{h}:{sim_http}",
-            sim_grpc=f"{h}:{sim_grpc}",
-            sim_metrics_url=f"http://{h}:{sim_metrics}/metrics",
+            sim_url=http_url(h, sim_http),
+            sim_grpc=host_port(h, sim_grpc),
+            sim_metrics_url=http_url(h, sim_metrics, "/metrics"),
             sim=sim,
             nats_pid=stack.nats.proc.pid,  # type: ignore[union-attr]
         )

@@ -12,7 +12,7 @@ simulator's /metrics:
 
 - confirmed / scheduled: Δ`notip_sim_envelopes_published_total` (summed over the
   gateways; it counts envelopes whose JetStream PubAck arrived, see
-  natslink.publish_batch) ÷ N·S·1 Hz·Δt, Δt between the scrapes' midpoints. The
+  notip.jetstream.publish.publish_batch) ÷ N·S·1 Hz·Δt, Δt between the scrapes' midpoints. The
   figure pools the back-to-back windows (Σ confirmed ÷ Σ scheduled): the backlog in
   flight at a window's edges is noise of a few hundred envelopes, which cancels
   between adjacent windows, so pooling leaves it only at the two outer edges (at
@@ -57,7 +57,7 @@ from bench.harness import (
     sample_sum,
     scrape,
 )
-from notip import bridge, natsio
+from notip import bridge, contracts, natsio
 
 FREQ_HZ = 1.0
 SETTLE_S = 3.0
@@ -186,7 +186,7 @@ async def snapshot(svc: services.Services, nc: natsio.NATS) -> Snapshot:
     t1 = trio.current_time()
     cpu = cpu_seconds(svc.sim.pid)
     nats_cpu = cpu_seconds(svc.nats_pid)
-    info = await bridge.call(nc.jetstream().stream_info, "TELEMETRY")
+    info = await bridge.call(nc.jetstream().stream_info, contracts.TELEMETRY.name)
     return Snapshot((t0 + t1) / 2, samples, cpu, nats_cpu, info.state.last_seq)
 
 

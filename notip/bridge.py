@@ -23,7 +23,13 @@ from typing import Any, ParamSpec, TypeVar
 import sniffio
 import trio
 import trio_asyncio
-from trio_asyncio._base import AsyncGeneratorDispatcher
+
+from notip import guards
+
+try:  # private: see _install_asyncgen_fix
+    from trio_asyncio._base import AsyncGeneratorDispatcher
+except ImportError:  # pragma: no cover - only with another trio-asyncio
+    AsyncGeneratorDispatcher = None
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -66,10 +72,28 @@ async def shielded(
 # Trio's, which reads `agen.ag_frame` and crashes. Frame-less generators first
 # iterated on the asyncio side go straight to the asyncio loop's hooks instead. The
 # hooks are bound when the loop opens, so this runs before `open_loop`.
+# trio-asyncio and asyncio have no public way to do it: this patches the private
+# `trio_asyncio._base.AsyncGeneratorDispatcher.firstiter/finalizer` and calls the
+# loop's private `_asyncgen_firstiter_hook/_asyncgen_finalizer_hook`; verified with
+# trio-asyncio 0.16.0, trio 0.35.0 and CPython 3.11.7. If any is missing the fix is
+# skipped (grpc reflection may then crash the loop), visibly: guards.missing.
 _frameless_agens: dict[int, asyncio.AbstractEventLoop] = {}
 
 
 def _install_asyncgen_fix() -> None:
+    if AsyncGeneratorDispatcher is None or not all(
+        hasattr(AsyncGeneratorDispatcher, name) for name in ("firstiter", "finalizer")
+    ):
+        guards.missing(
+            guards.TRIO_ASYNCIO_ASYNCGEN_HOOKS, "trio_asyncio._base.AsyncGeneratorDispatcher"
+        )
+        return
+    if not all(
+        hasattr(asyncio.BaseEventLoop, name)
+        for name in ("_asyncgen_firstiter_hook", "_asyncgen_finalizer_hook")
+    ):
+        guards.missing(guards.TRIO_ASYNCIO_ASYNCGEN_HOOKS, "asyncio loop _asyncgen_*_hook methods")
+        return
     if getattr(AsyncGeneratorDispatcher, "_notip_frameless_fix", False):
         return
     original_firstiter = AsyncGeneratorDispatcher.firstiter
@@ -118,7 +142,18 @@ async def loop():  # type: ignore[no-untyped-def]
     quiet_asyncio_noise()
     _install_asyncgen_fix()
     async with trio_asyncio.open_loop() as lp:
+        lp.set_exception_handler(_report_orphaned_error)
         yield lp
+
+
+def _report_orphaned_error(lp: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """asyncio's report of an error nobody awaited (e.g. "exception was never
+    retrieved" from a task an asyncio library orphaned, such as nats-py's drain
+    gathering its subscriptions after a timeout). trio-asyncio's default handler raises
+    it into the loop's nursery, which would crash the whole daemon over a library's
+    bookkeeping: log it (asyncio's own format, on the `asyncio` logger) instead. Our
+    own asyncio work never goes unawaited: every adapter call is awaited by `call`."""
+    asyncio.BaseEventLoop.default_exception_handler(lp, context)  # type: ignore[arg-type]
 
 
 def run(main: Callable[[], Awaitable[T]]) -> T:

@@ -2,7 +2,8 @@
 
 Every daemon's `settings.py` builds a frozen dataclass through an `Env` reader, which
 collects *all* problems and raises one `ConfigError` whose message names each
-variable, so a bad deployment is fixed in one round.
+variable, so a bad deployment is fixed in one round. Each default is written once, as
+the dataclass field's default; `from_env` passes it on (`env.int("X", cls.x)`).
 """
 
 from __future__ import annotations
@@ -41,7 +42,10 @@ class Env:
             return default
         return value.strip()
 
-    def _parse(self, name: builtins.str, default: object, parse: Callable[[builtins.str], T]) -> T:
+    def parsed(self, name: builtins.str, default: object, parse: Callable[[builtins.str], T]) -> T:
+        """`parse(value)` of the (stripped) variable, or `default` when it is unset or
+        empty (no default: "NAME is required"). A ValueError from `parse` is recorded
+        as `NAME='value': <its message>` and gives the default."""
         raw = self._raw(name, default)
         if not isinstance(raw, str):
             return raw  # type: ignore[return-value]  # the default, or _MISSING
@@ -52,7 +56,7 @@ class Env:
             return default  # type: ignore[return-value]
 
     def str(self, name: builtins.str, default: object = _MISSING) -> builtins.str:
-        return self._parse(name, default, lambda s: s)
+        return self.parsed(name, default, lambda s: s)
 
     def path(
         self, name: builtins.str, default: object = _MISSING, *, must_exist: bool = False
@@ -63,7 +67,7 @@ class Env:
                 raise ValueError("file does not exist")
             return p
 
-        return self._parse(name, default, parse)
+        return self.parsed(name, default, parse)
 
     def optional_path(self, name: builtins.str, *, must_exist: bool = False) -> Path | None:
         return self.path(name, None, must_exist=must_exist)  # type: ignore[arg-type]
@@ -87,7 +91,7 @@ class Env:
                 raise ValueError(f"must be <= {max}")
             return v
 
-        return self._parse(name, default, parse)
+        return self.parsed(name, default, parse)
 
     def bool(self, name: builtins.str, default: object = _MISSING) -> builtins.bool:
         def parse(s: builtins.str) -> builtins.bool:
@@ -98,7 +102,7 @@ class Env:
                 return False
             raise ValueError("expected true or false")
 
-        return self._parse(name, default, parse)
+        return self.parsed(name, default, parse)
 
     def choice(
         self, name: builtins.str, choices: tuple[builtins.str, ...], default: object = _MISSING
@@ -108,22 +112,37 @@ class Env:
                 raise ValueError(f"expected one of {', '.join(choices)}")
             return s
 
-        return self._parse(name, default, parse)
+        return self.parsed(name, default, parse)
 
     def addr(self, name: builtins.str, default: object = _MISSING) -> builtins.str:
         def parse(s: builtins.str) -> builtins.str:
             parse_addr(s)
             return s
 
-        return self._parse(name, default, parse)
+        return self.parsed(name, default, parse)
+
+    def nats_tls(
+        self, ca: builtins.str = "NATS_TLS_CA", *, client_cert_required: builtins.bool = True
+    ) -> TlsFiles:
+        """The NATS TLS files: the CA certificate from the variable `ca`, the client
+        certificate and key from NATS_TLS_CERT/NATS_TLS_KEY — required, or (when not
+        `client_cert_required`) optional but set together."""
+        ca_path = self.path(ca, must_exist=True)
+        if client_cert_required:
+            cert: Path | None = self.path("NATS_TLS_CERT", must_exist=True)
+            key: Path | None = self.path("NATS_TLS_KEY", must_exist=True)
+        else:
+            cert = self.optional_path("NATS_TLS_CERT", must_exist=True)
+            key = self.optional_path("NATS_TLS_KEY", must_exist=True)
+            set_cert = self._raw("NATS_TLS_CERT", None) is not None
+            set_key = self._raw("NATS_TLS_KEY", None) is not None
+            if set_cert != set_key:
+                self.problem("NATS_TLS_CERT and NATS_TLS_KEY must be set together (or neither)")
+        return TlsFiles(ca_path, cert, key)
 
     def nats_service(self) -> tuple[builtins.str, TlsFiles]:
         """NATS_URL and the service identity NATS_TLS_CA/CERT/KEY (all required)."""
-        url = self.str("NATS_URL")
-        ca = self.path("NATS_TLS_CA", must_exist=True)
-        cert = self.path("NATS_TLS_CERT", must_exist=True)
-        key = self.path("NATS_TLS_KEY", must_exist=True)
-        return url, TlsFiles(ca, cert, key)
+        return self.str("NATS_URL"), self.nats_tls()
 
     def problem(self, message: builtins.str) -> None:
         self.problems.append(message)

@@ -31,6 +31,7 @@ import httpx
 import trio
 
 from notip import natsio
+from notip.httpserve import host_port, http_url
 from notip.localservers import NatsServer, PostgresServer
 from notip.pki import PkiPaths, init_pki, write_private
 from notip.runner import run_daemon
@@ -280,7 +281,7 @@ async def run_stack(
             {
                 "MGMT_DB_PATH": str(paths.root / "mgmt.db"),
                 "MGMT_KEY_FILE": str(mgmt_key_file),
-                "HTTP_ADDR": f"{h}:{cfg.mgmt_port}",
+                "HTTP_ADDR": host_port(h, cfg.mgmt_port),
             },
             "mgmt",
         )
@@ -289,7 +290,7 @@ async def run_stack(
             {
                 "CA_CERTS_PATH": str(paths.pki.root),
                 "CA_KEY_PATH": str(paths.pki.ca_key),
-                "HTTP_ADDR": f"{h}:{cfg.provisioning_port}",
+                "HTTP_ADDR": host_port(h, cfg.provisioning_port),
             },
             "provisioning",
         )
@@ -303,7 +304,7 @@ async def run_stack(
                 "DB_PASSWORD_FILE": str(pg_password_file),
                 "DB_SSL_MODE": "verify-full",
                 "DB_SSL_ROOT_CERT": str(paths.pki.ca_cert),
-                "METRICS_ADDR": f"{h}:{cfg.consumer_metrics_port}",
+                "METRICS_ADDR": host_port(h, cfg.consumer_metrics_port),
                 "HEARTBEAT_TICK_MS": str(cfg.heartbeat_tick_ms),
                 "HEARTBEAT_GRACE_PERIOD_MS": str(cfg.heartbeat_grace_ms),
                 "ALERT_CONFIG_REFRESH_MS": "5000",
@@ -312,17 +313,17 @@ async def run_stack(
         )
         async with trio.open_nursery() as nursery:
             mgmt_info = await nursery.start(serve_mgmt, MgmtSettings.from_env(mgmt_env))
-            mgmt_url = f"http://{h}:{mgmt_info.http_port}"
+            mgmt_url = http_url(h, mgmt_info.http_port)
             prov_info = await nursery.start(
                 serve_provisioning, ProvisioningSettings.from_env(prov_env)
             )
-            prov_url = f"http://{h}:{prov_info.http_port}"
+            prov_url = http_url(h, prov_info.http_port)
             consumer_metrics_url = ""
             if cfg.run_consumer:
                 consumer_info = await nursery.start(
                     serve_consumer, ConsumerSettings.from_env(consumer_env)
                 )
-                consumer_metrics_url = f"http://{h}:{consumer_info.metrics_port}"
+                consumer_metrics_url = http_url(h, consumer_info.metrics_port)
             sim_env = {
                 "PROVISIONING_URL": prov_url,
                 "NATS_URL": nats.url,
@@ -332,16 +333,16 @@ async def run_stack(
                 "NATS_TLS_CERT": str(paths.pki.cert("simulator")),
                 "NATS_TLS_KEY": str(paths.pki.key("simulator")),
                 "SQLITE_PATH": str(paths.root / "simulator.db"),
-                "HTTP_ADDR": f"{h}:{cfg.sim_http_port}",
-                "GRPC_ADDR": f"{h}:{cfg.sim_grpc_port}",
-                "METRICS_ADDR": f"{h}:{cfg.sim_metrics_port}",
+                "HTTP_ADDR": host_port(h, cfg.sim_http_port),
+                "GRPC_ADDR": host_port(h, cfg.sim_grpc_port),
+                "METRICS_ADDR": host_port(h, cfg.sim_metrics_port),
                 "RECOVERY_MODE": "true",
                 "DEFAULT_SEND_FREQUENCY_MS": str(cfg.send_frequency_ms),
                 "LOG_LEVEL": os.environ.get("LOG_LEVEL", "info"),
                 **cfg.extra_env.get("simulator", {}),
             }
             sim_info = await nursery.start(serve_simulator, SimulatorSettings.from_env(sim_env))
-            sim_url = f"http://{h}:{sim_info.http_port}"
+            sim_url = http_url(h, sim_info.http_port)
             seeded = await _seed(cfg, paths, mgmt_url, sim_url)
             task_status.started(
                 DevInfo(
@@ -352,9 +353,9 @@ async def run_stack(
                     mgmt_url=mgmt_url,
                     provisioning_url=prov_url,
                     sim_rest_url=sim_url,
-                    sim_grpc_addr=f"{h}:{sim_info.grpc_port}",
+                    sim_grpc_addr=host_port(h, sim_info.grpc_port),
                     consumer_metrics_url=consumer_metrics_url,
-                    sim_metrics_url=f"http://{h}:{sim_info.metrics_port}",
+                    sim_metrics_url=http_url(h, sim_info.metrics_port),
                     tenant_id=seeded["tenant_id"],
                     gateway_ids=list(seeded["gateway_ids"]),
                     factory_key=seeded["factory_key"],

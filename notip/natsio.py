@@ -2,7 +2,10 @@
 CONTRACTS §1.1, and request-reply with the callers' retry policy (§1.2).
 
 Connections are nats-py objects living on the trio-asyncio loop; everything here is
-called from Trio. Hot-path pulls are not here (see the consumer's pull module).
+called from Trio. The rest of the adapter layer, one home each: JetStream publishes,
+durable consumers and pulls in `notip.jetstream`, the asyncio→Trio hand-off in
+`notip.handoff`, retry delays in `notip.backoff`; subjects and the stream table come
+from `notip.contracts`.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ import trio
 from nats.aio.client import Client as NATS
 from nats.js import api
 
-from notip import bridge
+from notip import bridge, contracts, guards
+from notip.backoff import Backoff, retry
 
 log = logging.getLogger("notip.nats")
 
@@ -58,7 +62,9 @@ class ConnectionEvents:
 
 
 RECONNECT_WAIT_S = 2.0
+CONNECT_BACKOFF_S = 0.2
 CONNECT_BACKOFF_CAP_S = 10.0
+_CONNECT_ERRORS = (OSError, ssl.SSLError, nats.errors.Error, TimeoutError)
 
 
 async def connect(
@@ -111,20 +117,28 @@ async def connect(
     }
     if pending_size is not None:
         options["pending_size"] = pending_size
-    delay = 0.2
-    while True:
+
+    async def attempt() -> NATS:
         nc = NATS()
         current[:] = [nc]
         try:
             await bridge.call(nc.connect, **options)
-            log.info("nats connected", extra=label)
-            return nc
-        except (OSError, ssl.SSLError, nats.errors.Error, TimeoutError) as exc:
+        except _CONNECT_ERRORS:
             await bridge.shielded(nc.close, timeout=2)
-            log.warning("nats connect failed (%s); retrying in %.1fs", exc, delay, extra=label)
-            ev.on_error(exc)
-            await trio.sleep(delay)
-            delay = min(delay * 2, CONNECT_BACKOFF_CAP_S)
+            raise
+        log.info("nats connected", extra=label)
+        return nc
+
+    def failed(exc: BaseException, delay: float) -> None:
+        log.warning("nats connect failed (%s); retrying in %.1fs", exc, delay, extra=label)
+        ev.on_error(exc)
+
+    return await retry(
+        attempt,
+        backoff=Backoff(CONNECT_BACKOFF_S, CONNECT_BACKOFF_CAP_S),
+        retry_on=_CONNECT_ERRORS,
+        on_retry=failed,
+    )
 
 
 async def connect_once(url: str, tls: ssl.SSLContext, *, name: str, timeout: float = 5) -> NATS:
@@ -151,11 +165,29 @@ async def _drain(nc: NATS) -> None:
     # nats-py's fetch() takes messages off a pull subscription's queue without
     # task_done(), so drain() would wait forever on that queue's join(). What such a
     # subscription still holds is unclaimed pull results (un-acked messages are
-    # redelivered): unsubscribe it first. (Private
-    # attributes of nats-py 2.x; a missing attribute just skips this step.)
-    for sub in list(getattr(nc, "_subs", {}).values()):
+    # redelivered): unsubscribe it first. notip's own pulls (notip.jetstream.pull) do
+    # not use fetch(); this keeps drain() safe for any other pull subscription (tests,
+    # benchmarks). nats-py has no public view of a subscription's queue: private
+    # attributes, verified with nats-py 2.16.0 on CPython 3.11.7 (Client._subs,
+    # Subscription._pending_queue and _cb, asyncio.Queue._unfinished_tasks). A missing one
+    # skips this step, visibly (guards.missing).
+    subs = getattr(nc, "_subs", None)
+    if not isinstance(subs, dict):
+        guards.missing(guards.NATS_SUBSCRIPTION_QUEUE, "nats Client._subs not found")
+        subs = {}
+    for sub in list(subs.values()):
         queue = getattr(sub, "_pending_queue", None)
-        if queue is not None and getattr(queue, "_unfinished_tasks", 0) > queue.qsize():
+        unfinished = getattr(queue, "_unfinished_tasks", None)
+        if queue is None or unfinished is None:
+            guards.missing(
+                guards.NATS_SUBSCRIPTION_QUEUE, "Subscription._pending_queue._unfinished_tasks"
+            )
+            continue
+        # Without a callback nobody works the queue during drain: a pull result that
+        # arrived after fetch() gave up (a late 408, a message) stays there, and
+        # join() would wait the whole drain timeout for it.
+        no_worker = getattr(sub, "_cb", True) is None
+        if unfinished > queue.qsize() or (unfinished and no_worker):
             await sub.unsubscribe()
     await nc.drain()
 
@@ -181,8 +213,6 @@ async def open_connection(
 
 # -- streams (CONTRACTS §1.1) ---------------------------------------------------------
 
-DAY = 86400.0
-
 
 @dataclass(frozen=True)
 class StreamSpec:
@@ -205,13 +235,9 @@ class StreamSpec:
         )
 
 
-STREAMS: tuple[StreamSpec, ...] = (
-    StreamSpec("TELEMETRY", ("telemetry.data.>",), 30 * DAY),
-    StreamSpec("COMMANDS", ("command.gw.>",), 75.0),
-    StreamSpec("COMMAND_ACKS", ("command.ack.>",), 300.0),
-    StreamSpec("ALERTS", ("alert.>",), 0.0),
-    StreamSpec("DECOMMISSION", ("gateway.decommissioned.>",), DAY),
-    StreamSpec("AUDIT_LOG", ("log.audit.>",), 90 * DAY),
+#: The platform's streams: names, subjects and ages from the contract's table.
+STREAMS: tuple[StreamSpec, ...] = tuple(
+    StreamSpec(s.name, s.subjects, s.max_age_s) for s in contracts.STREAMS
 )
 
 
@@ -275,6 +301,15 @@ class RequestFailed(Exception):
     """Every attempt of a request timed out or found no responders."""
 
 
+_TRANSPORT_ERRORS = (
+    nats.errors.TimeoutError,
+    nats.errors.NoRespondersError,
+    TimeoutError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionReconnectingError,
+)
+
+
 async def request(
     nc: NATS,
     subject: str,
@@ -283,17 +318,16 @@ async def request(
     timeout: float = REQUEST_TIMEOUT_S,
     backoff: Sequence[float] = REQUEST_BACKOFF_S,
 ) -> bytes:
-    """Request-reply retried only on transport failures (timeout, no responders)."""
-    attempts = len(backoff) + 1
-    last: BaseException | None = None
-    for attempt in range(attempts):
-        try:
-            msg = await bridge.call(nc.request, subject, payload, timeout=timeout)
-            return bytes(msg.data)
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError, TimeoutError) as exc:
-            last = exc
-        except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError) as exc:
-            last = exc
-        if attempt < attempts - 1:
-            await trio.sleep(backoff[attempt])
-    raise RequestFailed(f"{subject}: {type(last).__name__} after {attempts} attempts") from last
+    """Request-reply retried only on transport failures (timeout, no responders, the
+    connection closed or reconnecting), sleeping `backoff[i]` after failure i."""
+
+    async def attempt() -> bytes:
+        msg = await bridge.call(nc.request, subject, payload, timeout=timeout)
+        return bytes(msg.data)
+
+    try:
+        return await retry(attempt, backoff=backoff, retry_on=_TRANSPORT_ERRORS)
+    except _TRANSPORT_ERRORS as exc:
+        raise RequestFailed(
+            f"{subject}: {type(exc).__name__} after {len(backoff) + 1} attempts"
+        ) from exc

@@ -20,7 +20,8 @@ from typing import Any
 import httpx
 import trio
 
-from notip import bridge, envelope, natsio
+from notip import bridge, contracts, envelope, natsio
+from notip.handoff import Handoff
 from notip.pki import PkiPaths
 from notip.runner import Main, run_daemon
 
@@ -107,7 +108,8 @@ class KeyCache:
 
 
 async def decrypt(keys: KeyCache, subject: str, data: bytes) -> Reading:
-    tenant = subject.split(".")[2] if subject.count(".") >= 3 else ""
+    ids = contracts.parse_telemetry(subject)
+    tenant = ids[0] if ids is not None else ""
     obj: dict[str, Any] = json.loads(data)
     base = dict(
         tenant_id=tenant,
@@ -139,23 +141,21 @@ async def tail(
     plain: bool = True,
 ) -> TailView:
     """Print readings until cancelled, or until `count` readings were shown."""
-    send, receive = trio.open_memory_channel[tuple[str, bytes]](10_000)
-    subject = f"telemetry.data.*.{gateway}" if gateway else "telemetry.data.>"
+    # Bounded: a slow terminal drops readings rather than memory.
+    readings: Handoff[tuple[str, bytes]] = Handoff(maxlen=10_000)
+    subject = contracts.telemetry_gateway_filter(gateway) if gateway else contracts.TELEMETRY_ALL
     view = TailView()
     nc = await natsio.connect(nats_url, natsio.tls_context(tls), name="notip-tail")
     try:
 
         async def on_msg(msg: Any) -> None:
-            try:
-                send.send_nowait((msg.subject, msg.data))
-            except trio.WouldBlock:
-                pass  # a slow terminal drops readings rather than memory
+            readings.put((msg.subject, msg.data))
 
         sub = await bridge.call(nc.subscribe, subject, cb=on_msg)
         async with httpx.AsyncClient(timeout=10) as client:
             keys = KeyCache(client, mgmt_url)
             last_draw = 0.0
-            async for subj, data in receive:
+            async for subj, data in readings:
                 reading = await decrypt(keys, subj, data)
                 view.add(reading)
                 if plain:

@@ -80,6 +80,7 @@ from notip.platform.management.settings import Settings as MgmtSettings
 from notip.platform.provisioning import service as prov_service
 from notip.platform.provisioning.service import ProvisioningInfo
 from notip.platform.provisioning.settings import Settings as ProvisioningSettings
+from tests.waiting import eventually
 
 FACTORY_KEY = "factory-secret-0001"
 HTTP_TIMEOUT_S = 20.0
@@ -224,12 +225,16 @@ class MgmtHandle:
     async def wait_command_status(
         self, gateway_id: str, command_id: str, *statuses: str, timeout: float = 15.0
     ) -> dict[str, Any]:
-        with trio.fail_after(timeout):
-            while True:
-                status = await self.command_status(gateway_id, command_id)
-                if (status["status"] in statuses) if statuses else status["status"] != "queued":
-                    return status
-                await trio.sleep(0.05)
+        async def settled() -> dict[str, Any] | None:
+            status = await self.command_status(gateway_id, command_id)
+            done = (status["status"] in statuses) if statuses else status["status"] != "queued"
+            return status if done else None
+
+        return await eventually(
+            settled,
+            timeout=timeout,
+            what=f"command {command_id} to be {' or '.join(statuses) or 'no longer queued'}",
+        )
 
     async def alerts(
         self, tenant_id: str | None = None, gateway_id: str | None = None
@@ -244,10 +249,11 @@ class MgmtHandle:
         count: int = 1,
         timeout: float = 15.0,
     ) -> list[dict[str, Any]]:
-        with trio.fail_after(timeout):
-            while len(found := await self.alerts(tenant_id, gateway_id)) < count:
-                await trio.sleep(0.05)
-        return found
+        async def enough() -> list[dict[str, Any]]:
+            found = await self.alerts(tenant_id, gateway_id)
+            return found if len(found) >= count else []
+
+        return await eventually(enough, timeout=timeout, what=f"{count} alert(s)")
 
 
 @asynccontextmanager

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import trio
 
+from notip import backoff
 from notip.consumer.liveness import Key
 from notip.consumer.metrics import ConsumerMetrics
 from notip.consumer.mgmt import FAIL, OK, RETRY
@@ -69,7 +70,8 @@ class StatusQueue:
         return None if item is None else item.update
 
     def backoff(self, attempts: int) -> float:
-        return float(min(self.backoff_cap, self.backoff_base * 2 ** (attempts - 1)))
+        """The wait after failed attempt number `attempts` (1-based)."""
+        return backoff.delay(attempts, initial=self.backoff_base, cap=self.backoff_cap)
 
     def _add(self, key: Key, item: _Item) -> int:
         dropped = 0

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import trio
 
+from notip.backoff import Backoff
 from notip.consumer.dispatcher import Dispatcher
 from notip.consumer.liveness import (
     AlertConfigs,
@@ -220,6 +221,8 @@ async def run_config_refresh(
         metrics.alert_cache_last_success.set(clock())
         return True
 
+    # Not `backoff.retry`: the first attempt signals `fetched` whatever its outcome.
+    delays = Backoff(CONFIG_BACKOFF_BASE_S, CONFIG_BACKOFF_CAP_S)
     for i in range(max_retries + 1):
         ok = await attempt()
         if fetched is not None and i == 0:
@@ -227,7 +230,7 @@ async def run_config_refresh(
         if ok:
             break
         if i < max_retries:
-            await trio.sleep(min(CONFIG_BACKOFF_CAP_S, CONFIG_BACKOFF_BASE_S * 2**i))
+            await trio.sleep(next(delays))
     else:
         log.error("alert configs unavailable after start-up retries; using defaults")
     while True:

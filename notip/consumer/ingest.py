@@ -37,6 +37,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
+from notip import contracts
 from notip.envelope import SENSOR_TYPES
 
 MAX_FUTURE_S = 24 * 3600.0
@@ -140,11 +141,11 @@ def _subject(subject: str) -> tuple[str, str]:
     hit = _subjects.get(subject)
     if hit is not None:
         return hit
-    parts = subject.split(".", 4)  # bounded, whatever the subject's length
-    if len(parts) != 4 or parts[0] != "telemetry" or parts[1] != "data":
+    # The contract's shape check runs on a cache miss only: a hit is the hot path.
+    ids = contracts.parse_telemetry(subject)
+    if ids is None:
         raise Rejected("bad_subject", "subject is not telemetry.data.{tenantId}.{gatewayId}")
-    tenant = parts[2]
-    gateway = parts[3]
+    tenant, gateway = ids
     if _TENANT.fullmatch(tenant) is None:
         raise Rejected("bad_subject", "tenant token must be 1-128 of [A-Za-z0-9_-]")
     if _UUID.fullmatch(gateway) is None:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from notip import contracts
 from notip.envelope import iso
 
 Key = tuple[str, str]  # (tenant_id, gateway_id)
@@ -241,14 +242,8 @@ def alert_message(c: Candidate, now: float) -> tuple[bytes, str]:
     """(body, Nats-Msg-Id). The id depends on (tenant, gateway, lastSeen) only, so a
     retried publish of the same transition is deduplicated by the stream."""
     last_seen = iso_epoch(c.last_seen)
-    body = {
-        "gatewayId": c.key[1],
-        "lastSeen": last_seen,
-        "timeoutMs": c.timeout_ms,
-        "timestamp": iso_epoch(now),
-    }
-    msg_id = f"gw_offline.{c.key[0]}.{c.key[1]}.{last_seen}"
-    return json.dumps(body, separators=(",", ":")).encode(), msg_id
+    body = contracts.gw_offline_alert_body(c.key[1], last_seen, c.timeout_ms, iso_epoch(now))
+    return body, contracts.gw_offline_msg_id(c.key[0], c.key[1], last_seen)
 
 
 def iso_epoch(t: float) -> str:

@@ -10,14 +10,12 @@ from typing import Any
 
 from nats.aio.client import Client as NATS
 
-from notip import natsio
+from notip import contracts, natsio
+from notip.backoff import Backoff
 from notip.consumer.liveness import AlertConfigs, iso_epoch, parse_alert_configs
 
 log = logging.getLogger("notip.consumer.mgmt")
 
-ALERT_CONFIGS_LIST = "internal.mgmt.alert-configs.list"
-GATEWAY_UPDATE_STATUS = "internal.mgmt.gateway.update-status"
-GATEWAY_GET_STATUS = "internal.mgmt.gateway.get-status"
 
 STATES = frozenset({"online", "offline", "paused", "provisioning"})
 PERMANENT_UPDATE_ERRORS = frozenset({"INVALID_PAYLOAD", "NOT_FOUND"})
@@ -63,7 +61,7 @@ def parse_update_answer(payload: bytes) -> tuple[str, str | None]:
 
 def retry_backoff(retries: int) -> tuple[float, ...]:
     """CONTRACTS §1.2: 1 s / 2 s / 4 s, then 4 s."""
-    return tuple(min(2.0**i, 4.0) for i in range(retries))
+    return Backoff(1.0, cap=4.0, limit=retries).schedule()
 
 
 @dataclass
@@ -83,7 +81,7 @@ class MgmtClient:
 
     async def alert_configs(self, default_ms: int) -> AlertConfigs:
         """One attempt (the refresher owns the start-up retries and their backoff)."""
-        payload = await self._request(ALERT_CONFIGS_LIST, b"", retries=0)
+        payload = await self._request(contracts.MGMT_ALERT_CONFIGS_LIST, b"", retries=0)
         try:
             snapshot, skipped = parse_alert_configs(payload, default_ms)
         except ValueError as exc:
@@ -94,7 +92,7 @@ class MgmtClient:
 
     async def gateway_state(self, tenant_id: str, gateway_id: str) -> str:
         body = json.dumps({"gateway_id": gateway_id, "tenant_id": tenant_id}).encode()
-        payload = await self._request(GATEWAY_GET_STATUS, body)
+        payload = await self._request(contracts.MGMT_GATEWAY_GET_STATUS, body)
         try:
             return parse_state(payload, gateway_id)
         except ValueError as exc:
@@ -105,7 +103,7 @@ class MgmtClient:
             {"gateway_id": gateway_id, "status": status, "last_seen_at": iso_epoch(last_seen)}
         ).encode()
         try:
-            payload = await self._request(GATEWAY_UPDATE_STATUS, body)
+            payload = await self._request(contracts.MGMT_GATEWAY_UPDATE_STATUS, body)
         except MgmtError as exc:
             log.warning("status update not delivered: %s", exc, extra={"gateway_id": gateway_id})
             return RETRY

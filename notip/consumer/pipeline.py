@@ -35,11 +35,13 @@ import trio
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
+from notip import contracts
+from notip.backoff import Backoff
 from notip.consumer.ingest import Reject, Validated, ack_meta, latest_sightings, validate_batch
 from notip.consumer.liveness import Key
 from notip.consumer.metrics import ConsumerMetrics
-from notip.consumer.pull import BatchPuller, settle
 from notip.consumer.store import DbUnavailable, RowsRejected, Store
+from notip.jetstream.pull import BatchPuller, settle
 
 log = logging.getLogger("notip.consumer.ingest")
 
@@ -228,7 +230,7 @@ class Pipeline:
                         [
                             Reject(
                                 v.replies[lo],
-                                f"telemetry.data.{rows[lo][1]}.{rows[lo][2]}",
+                                contracts.telemetry_subject(rows[lo][1], rows[lo][2]),
                                 "db_rejected",
                                 str(exc)[:300],
                                 v.seqs[lo],
@@ -245,9 +247,10 @@ class Pipeline:
 
     async def _write_retrying(self, rows: Any, held: list[str]) -> int:
         m = self.metrics
-        delay = RETRY_BASE_S
+        # Not `backoff.retry`: between attempts the held messages' ack deadline is
+        # extended, and the log line is rate-limited by the delay.
+        backoff = Backoff(RETRY_BASE_S, RETRY_CAP_S)
         progress_at = trio.current_time()
-        failures = 0
         while True:
             t0 = time.perf_counter()
             try:
@@ -255,7 +258,8 @@ class Pipeline:
             except DbUnavailable as exc:
                 m.write_errors.inc()
                 m.database_up.set(0)
-                failures += 1
+                delay = next(backoff)
+                failures = backoff.failures
                 if failures == 1 or delay >= RETRY_CAP_S:
                     log.warning(
                         "database unavailable; batch kept, retrying: %s",
@@ -263,7 +267,6 @@ class Pipeline:
                         extra={"rows": len(rows), "retry_in_s": delay, "failures": failures},
                     )
                 await trio.sleep(delay)
-                delay = min(delay * 2, RETRY_CAP_S)
                 if trio.current_time() - progress_at > self.ack_wait_s / 3:
                     # Still ours: do not let JetStream redeliver it meanwhile.
                     await settle(self.nc, progress=held, flush_timeout=0)
@@ -273,7 +276,7 @@ class Pipeline:
                 m.write_errors.inc()
                 raise
             m.write_duration.observe(time.perf_counter() - t0)
-            if failures:
-                log.info("database back; batch written", extra={"failures": failures})
+            if backoff.failures:
+                log.info("database back; batch written", extra={"failures": backoff.failures})
                 m.database_up.set(1)
             return n

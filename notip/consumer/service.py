@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -38,11 +37,9 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import api
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
-from notip import bridge, natsio
+from notip import bridge, contracts, natsio
+from notip.backoff import Backoff, retry
 from notip.consumer.decommission import run_listener
 from notip.consumer.dispatcher import Dispatcher, StatusQueue, Update
 from notip.consumer.heartbeat import Liveness, run_config_refresh
@@ -57,15 +54,19 @@ from notip.consumer.liveness import (
 from notip.consumer.metrics import ConsumerMetrics
 from notip.consumer.mgmt import MgmtClient
 from notip.consumer.pipeline import Pipeline
-from notip.consumer.pull import BatchPuller, consumer_pending, ensure_pull_consumer
 from notip.consumer.settings import Settings
 from notip.consumer.store import Store
-from notip.httpserve import metrics_endpoint, ok, serve_http
+from notip.handoff import Handoff
+from notip.httpserve import serve_http, standard_routes
+from notip.jetstream import publish as jetstream
+from notip.jetstream.consumers import consumer_pending, ensure_pull_consumer
+from notip.jetstream.pull import BatchPuller
 
 log = logging.getLogger("notip.consumer")
 
-STREAM = "TELEMETRY"
-FILTER = "telemetry.data.>"
+STREAM = contracts.TELEMETRY.name
+FILTER = contracts.TELEMETRY_ALL
+ALERT_PUBLISH_TIMEOUT_S = 5.0
 BACKOFF_FACTORS = (1, 2, 4, 10, 20)
 
 
@@ -110,21 +111,7 @@ class Health:
 
 
 def build_app(metrics: ConsumerMetrics, health: Health) -> Starlette:
-    def readyz(request: Request) -> JSONResponse:
-        checks = health.checks()
-        ready = all(checks.values())
-        return JSONResponse(
-            {"status": "ready" if ready else "not ready", "checks": checks},
-            status_code=200 if ready else 503,
-        )
-
-    return Starlette(
-        routes=[
-            Route("/metrics", metrics_endpoint(metrics.registry)),
-            Route("/healthz", ok),
-            Route("/readyz", readyz),
-        ]
-    )
+    return Starlette(routes=standard_routes(metrics.registry, readiness=health.checks))
 
 
 @dataclass
@@ -140,28 +127,6 @@ class ServiceInfo:
     @property
     def ready(self) -> bool:
         return self.health.ready
-
-
-class _Feed:
-    """The liveness feed subscription of the owner: the callback appends, one Trio
-    task decodes and feeds the tracker."""
-
-    def __init__(self) -> None:
-        self.buf: deque[bytes] = deque()
-        self.event = trio.Event()
-        self.token = trio.lowlevel.current_trio_token()
-
-    async def on_msg(self, msg: Msg) -> None:
-        self.buf.append(msg.data)
-        if len(self.buf) == 1:
-            self.token.run_sync_soon(self.event.set)
-
-    async def run(self, liveness: Liveness) -> None:
-        while True:
-            await self.event.wait()
-            self.event = trio.Event()
-            while self.buf:
-                liveness.committed(decode_sightings(self.buf.popleft()))
 
 
 async def serve(
@@ -188,7 +153,7 @@ async def serve(
             for p in pullers:
                 p.on_reconnect()
 
-        tls = natsio.tls_context(natsio.TlsFiles(s.nats_tls_ca, s.nats_tls_cert, s.nats_tls_key))
+        tls = natsio.tls_context(s.nats_tls)
         nc = await natsio.connect(
             s.nats_url,
             tls,
@@ -274,19 +239,20 @@ async def serve(
 async def _ensure_consumer(nc: NATS, s: Settings) -> api.ConsumerInfo:
     """Create or update the ingest durable, retrying with backoff (JetStream may be
     briefly unavailable at start-up or after a server restart)."""
-    delay = 0.5
-    while True:
-        try:
-            outcome, info = await ensure_pull_consumer(nc, STREAM, telemetry_consumer_config(s))
-        except Exception as exc:
-            log.warning(
-                "cannot create/update the telemetry consumer (retrying in %.1fs): %s", delay, exc
-            )
-            await trio.sleep(delay)
-            delay = min(delay * 2, 10.0)
-            continue
-        log.info("telemetry consumer %s", outcome, extra={"durable": s.durable_name})
-        return info
+
+    def failed(exc: BaseException, delay: float) -> None:
+        log.warning(
+            "cannot create/update the telemetry consumer (retrying in %.1fs): %s", delay, exc
+        )
+
+    outcome, info = await retry(
+        partial(ensure_pull_consumer, nc, STREAM, telemetry_consumer_config(s)),
+        backoff=Backoff(0.5, cap=10.0),
+        retry_on=Exception,
+        on_retry=failed,
+    )
+    log.info("telemetry consumer %s", outcome, extra={"durable": s.durable_name})
+    return info
 
 
 async def _start_liveness(
@@ -317,7 +283,7 @@ async def _start_liveness(
     js = nc.jetstream()
 
     async def publish_alert(subject: str, body: bytes, msg_id: str) -> None:
-        await bridge.call(js.publish, subject, body, timeout=5.0, headers={"Nats-Msg-Id": msg_id})
+        await jetstream.publish(js, subject, body, timeout=ALERT_PUBLISH_TIMEOUT_S, msg_id=msg_id)
 
     liveness = Liveness(
         tracker=tracker,
@@ -351,9 +317,19 @@ async def _start_liveness(
         )
     )
 
-    feed = _Feed()
-    await bridge.call(nc.subscribe, s.liveness_feed_subject, cb=feed.on_msg)
-    tasks.start_soon(feed.run, liveness)
+    # The liveness feed of ingest-only instances: the callback only hands the digest
+    # over; one Trio task decodes it and feeds the tracker.
+    feed: Handoff[bytes] = Handoff()
+
+    async def on_feed(msg: Msg) -> None:
+        feed.put(msg.data)
+
+    async def run_feed() -> None:
+        async for digest in feed:
+            liveness.committed(decode_sightings(digest))
+
+    await bridge.call(nc.subscribe, s.liveness_feed_subject, cb=on_feed)
+    tasks.start_soon(run_feed)
 
     decom_puller = await tasks.start(
         partial(
@@ -370,19 +346,21 @@ async def _start_liveness(
     async def seed_then_tick() -> None:
         with trio.move_on_after(10):
             await first_fetch.wait()
-        delay = 0.2
-        while True:
-            try:
-                await liveness.seed(
-                    store.newest_per_gateway,
-                    store.decommissions_since,
-                    s.decommission_quarantine_ms / 1000.0,
-                )
-                break
-            except Exception as exc:
-                log.warning("liveness seed failed; retrying: %s", exc)
-                await trio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+
+        def seed_failed(exc: BaseException, delay: float) -> None:
+            log.warning("liveness seed failed; retrying: %s", exc)
+
+        await retry(
+            partial(
+                liveness.seed,
+                store.newest_per_gateway,
+                store.decommissions_since,
+                s.decommission_quarantine_ms / 1000.0,
+            ),
+            backoff=Backoff(0.2, cap=5.0),
+            retry_on=Exception,
+            on_retry=seed_failed,
+        )
         await liveness.run_ticks(started_at)
 
     tasks.start_soon(seed_then_tick)

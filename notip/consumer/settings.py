@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from notip import contracts
 from notip.config import Env
+from notip.natsio import TlsFiles
 
 SSL_MODES = ("disable", "require", "verify-ca", "verify-full")
 DELIVER_POLICIES = ("all", "new")
@@ -105,9 +107,8 @@ def _alert_template(value: str) -> str:
 @dataclass(frozen=True)
 class Settings:
     nats_url: str
-    nats_tls_ca: Path
-    nats_tls_cert: Path
-    nats_tls_key: Path
+    #: NATS_TLS_CA, NATS_TLS_CERT, NATS_TLS_KEY (all required)
+    nats_tls: TlsFiles
     db_host: str
     db_name: str
     db_user: str
@@ -136,10 +137,10 @@ class Settings:
     ingest_max_ack_pending: int = 20_000
     ingest_deliver_policy: str = "all"
     # liveness and alerts
-    alert_subject_template: str = "alert.gw_offline.{tenant_id}"
+    alert_subject_template: str = contracts.GW_OFFLINE_ALERT_TEMPLATE
     decommission_durable_name: str = "data-consumer-decommission-listener"
     liveness_enabled: bool = True
-    liveness_feed_subject: str = "internal.consumer.liveness.seen"
+    liveness_feed_subject: str = contracts.LIVENESS_FEED_SUBJECT
     liveness_check_concurrency: int = 16
     status_dispatch_concurrency: int = 8
     decommission_quarantine_ms: int = 86_400_000
@@ -169,36 +170,44 @@ class Settings:
                 if not password:
                     env.problem(f"DB_PASSWORD_FILE={str(pw_file)!r}: the file is empty")
 
-        db_port = env.int("DB_PORT", 5432, min=1, max=65535)
-        max_conns = env.int("DB_MAX_CONNS", 10, min=1, max=1000)
-        min_conns = env.int("DB_MIN_CONNS", 2, min=0, max=1000)
+        db_port = env.int("DB_PORT", cls.db_port, min=1, max=65535)
+        max_conns = env.int("DB_MAX_CONNS", cls.db_max_conns, min=1, max=1000)
+        min_conns = env.int("DB_MIN_CONNS", cls.db_min_conns, min=0, max=1000)
         if isinstance(max_conns, int) and isinstance(min_conns, int) and min_conns > max_conns:
             env.problem(f"DB_MIN_CONNS={min_conns} must be <= DB_MAX_CONNS={max_conns}")
-        ssl_mode = env.choice("DB_SSL_MODE", SSL_MODES, "require")
+        ssl_mode = env.choice("DB_SSL_MODE", SSL_MODES, cls.db_ssl_mode)
         root_cert = env.optional_path("DB_SSL_ROOT_CERT", must_exist=True)
         if ssl_mode in ("verify-ca", "verify-full") and root_cert is None:
             if not environ.get("DB_SSL_ROOT_CERT", "").strip():
                 env.problem(f"DB_SSL_ROOT_CERT is required when DB_SSL_MODE={ssl_mode}")
 
-        durable = env._parse("NATS_CONSUMER_DURABLE_NAME", "data-consumer-telemetry", _durable)
-        decom_durable = env._parse(
-            "NATS_DECOMMISSION_DURABLE_NAME", "data-consumer-decommission-listener", _durable
+        durable = env.parsed("NATS_CONSUMER_DURABLE_NAME", cls.durable_name, _durable)
+        decom_durable = env.parsed(
+            "NATS_DECOMMISSION_DURABLE_NAME", cls.decommission_durable_name, _durable
         )
-        connect_timeout = env.int("NATS_CONNECT_TIMEOUT_SECONDS", 10, min=1, max=600)
-        buffer_size = env.int("GATEWAY_BUFFER_SIZE", 1000, min=1, max=10_000_000)
-        tick = env.int("HEARTBEAT_TICK_MS", 10_000, min=10)
-        grace = env.int("HEARTBEAT_GRACE_PERIOD_MS", 120_000, min=0)
-        refresh = env.int("ALERT_CONFIG_REFRESH_MS", 300_000, min=100)
-        default_timeout = env.int("ALERT_CONFIG_DEFAULT_TIMEOUT_MS", 60_000, min=1)
-        max_retries = env.int("ALERT_CONFIG_MAX_RETRIES", 10, min=0, max=1000)
-        metrics_addr = env.addr("METRICS_ADDR", ":9090")
+        connect_timeout = env.int(
+            "NATS_CONNECT_TIMEOUT_SECONDS", round(cls.nats_connect_timeout_s), min=1, max=600
+        )
+        buffer_size = env.int("GATEWAY_BUFFER_SIZE", cls.gateway_buffer_size, min=1, max=10_000_000)
+        tick = env.int("HEARTBEAT_TICK_MS", cls.heartbeat_tick_ms, min=10)
+        grace = env.int("HEARTBEAT_GRACE_PERIOD_MS", cls.heartbeat_grace_period_ms, min=0)
+        refresh = env.int("ALERT_CONFIG_REFRESH_MS", cls.alert_config_refresh_ms, min=100)
+        default_timeout = env.int(
+            "ALERT_CONFIG_DEFAULT_TIMEOUT_MS", cls.alert_config_default_timeout_ms, min=1
+        )
+        max_retries = env.int(
+            "ALERT_CONFIG_MAX_RETRIES", cls.alert_config_max_retries, min=0, max=1000
+        )
+        metrics_addr = env.addr("METRICS_ADDR", cls.metrics_addr)
 
-        batch = env.int("INGEST_BATCH_SIZE", 1000, min=1, max=10_000)
-        flush = env.int("INGEST_FLUSH_MS", 50, min=0, max=60_000)
-        writers = env.int("INGEST_WRITERS", 3, min=1, max=64)
-        ack_wait = env.int("INGEST_ACK_WAIT_MS", 30_000, min=1_000, max=3_600_000)
-        max_deliver = env.int("INGEST_MAX_DELIVER", 20, min=2, max=10_000)
-        max_ack_pending = env.int("INGEST_MAX_ACK_PENDING", 20_000, min=1, max=10_000_000)
+        batch = env.int("INGEST_BATCH_SIZE", cls.ingest_batch_size, min=1, max=10_000)
+        flush = env.int("INGEST_FLUSH_MS", cls.ingest_flush_ms, min=0, max=60_000)
+        writers = env.int("INGEST_WRITERS", cls.ingest_writers, min=1, max=64)
+        ack_wait = env.int("INGEST_ACK_WAIT_MS", cls.ingest_ack_wait_ms, min=1_000, max=3_600_000)
+        max_deliver = env.int("INGEST_MAX_DELIVER", cls.ingest_max_deliver, min=2, max=10_000)
+        max_ack_pending = env.int(
+            "INGEST_MAX_ACK_PENDING", cls.ingest_max_ack_pending, min=1, max=10_000_000
+        )
         if all(isinstance(v, int) for v in (batch, writers, max_ack_pending)):
             needed = batch * (writers + 4)
             if max_ack_pending < needed:
@@ -208,26 +217,30 @@ class Settings:
                 )
         if isinstance(writers, int) and isinstance(max_conns, int) and max_conns < writers + 1:
             env.problem(f"DB_MAX_CONNS={max_conns} must be >= INGEST_WRITERS + 1 = {writers + 1}")
-        deliver = env.choice("INGEST_DELIVER_POLICY", DELIVER_POLICIES, "all")
-        template = env._parse(
-            "ALERT_SUBJECT_TEMPLATE", "alert.gw_offline.{tenant_id}", _alert_template
+        deliver = env.choice("INGEST_DELIVER_POLICY", DELIVER_POLICIES, cls.ingest_deliver_policy)
+        template = env.parsed("ALERT_SUBJECT_TEMPLATE", cls.alert_subject_template, _alert_template)
+        liveness = env.bool("LIVENESS_ENABLED", cls.liveness_enabled)
+        feed = env.parsed("LIVENESS_FEED_SUBJECT", cls.liveness_feed_subject, _subject)
+        check_conc = env.int(
+            "LIVENESS_CHECK_CONCURRENCY", cls.liveness_check_concurrency, min=1, max=10_000
         )
-        liveness = env.bool("LIVENESS_ENABLED", True)
-        feed = env._parse("LIVENESS_FEED_SUBJECT", "internal.consumer.liveness.seen", _subject)
-        check_conc = env.int("LIVENESS_CHECK_CONCURRENCY", 16, min=1, max=10_000)
-        dispatch_conc = env.int("STATUS_DISPATCH_CONCURRENCY", 8, min=1, max=10_000)
-        quarantine = env.int("DECOMMISSION_QUARANTINE_MS", 86_400_000, min=0)
-        mgmt_timeout = env.int("MGMT_REQUEST_TIMEOUT_MS", 5_000, min=10, max=600_000)
-        mgmt_retries = env.int("MGMT_REQUEST_MAX_RETRIES", 3, min=0, max=100)
-        probe = env.int("DB_PROBE_INTERVAL_MS", 2_000, min=10, max=3_600_000)
-        shutdown = env.int("SHUTDOWN_TIMEOUT_MS", 10_000, min=100, max=600_000)
+        dispatch_conc = env.int(
+            "STATUS_DISPATCH_CONCURRENCY", cls.status_dispatch_concurrency, min=1, max=10_000
+        )
+        quarantine = env.int("DECOMMISSION_QUARANTINE_MS", cls.decommission_quarantine_ms, min=0)
+        mgmt_timeout = env.int(
+            "MGMT_REQUEST_TIMEOUT_MS", cls.mgmt_request_timeout_ms, min=10, max=600_000
+        )
+        mgmt_retries = env.int(
+            "MGMT_REQUEST_MAX_RETRIES", cls.mgmt_request_max_retries, min=0, max=100
+        )
+        probe = env.int("DB_PROBE_INTERVAL_MS", cls.db_probe_interval_ms, min=10, max=3_600_000)
+        shutdown = env.int("SHUTDOWN_TIMEOUT_MS", cls.shutdown_timeout_ms, min=100, max=600_000)
         env.check()
 
         return cls(
             nats_url=nats_url,
-            nats_tls_ca=nats_tls.ca,
-            nats_tls_cert=nats_tls.cert,  # type: ignore[arg-type]  # required above
-            nats_tls_key=nats_tls.key,  # type: ignore[arg-type]
+            nats_tls=nats_tls,
             db_host=db_host,
             db_name=db_name,
             db_user=db_user,

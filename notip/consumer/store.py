@@ -16,13 +16,14 @@ import datetime as dt
 import logging
 import ssl
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-import trio
 
 from notip import bridge
+from notip.backoff import Backoff, retry
 from notip.consumer.ingest import Row
 from notip.consumer.settings import Settings
 
@@ -162,26 +163,28 @@ class Store:
     async def open_retrying(cls, settings: Settings, *, on_failure: Any = None) -> Store:
         """Retry `open` with capped exponential backoff until it works (or the caller's
         scope is cancelled)."""
-        delay = 0.2
-        while True:
-            try:
-                return await cls.open(settings)
-            except DbUnavailable as exc:
-                log.warning(
-                    "database not available (%s); retrying in %.1fs",
-                    exc,
-                    delay,
-                    extra={"db_host": settings.db_host, "db_name": settings.db_name},
-                )
-                if on_failure is not None:
-                    on_failure()
-            await trio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+
+        def failed(exc: BaseException, delay: float) -> None:
+            log.warning(
+                "database not available (%s); retrying in %.1fs",
+                exc,
+                delay,
+                extra={"db_host": settings.db_host, "db_name": settings.db_name},
+            )
+            if on_failure is not None:
+                on_failure()
+
+        return await retry(
+            partial(cls.open, settings),
+            backoff=Backoff(0.2, cap=5.0),
+            retry_on=DbUnavailable,
+            on_retry=failed,
+        )
 
     async def close(self) -> None:
         await bridge.shielded(self.pool.close, timeout=5)
-        if not self.pool._closed:  # noqa: SLF001 - close() timed out: do not hang
-            self.pool.terminate()
+        # When close() timed out, do not hang: terminate (a no-op on a closed pool).
+        self.pool.terminate()
 
     async def migrate(self) -> list[str]:
         files = migration_files()

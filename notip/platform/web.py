@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from notip.httpserve import parse_addr
+from notip.httpserve import http_url, parse_addr
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -73,7 +73,7 @@ def local_url(addr: str, port: int) -> str:
         host = "127.0.0.1"
     elif host == "::":
         host = "::1"
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return http_url(host, port)
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:

@@ -1,43 +1,29 @@
 """Commands and acks (CONTRACTS §1.4), sans-io.
 
 Management publishes snake_case; the published contract uses camelCase: every key is
-read in both spellings. `parse` checks the envelope of a command, `interpret` its
-type and payload (a `Rejected` becomes a `nack` with its message), `expired` applies
-the 60 s TTL, `ack_payload` builds what goes back on `command.ack.{tenant}.{gateway}`.
+read in both spellings (`contracts.field`). `parse` checks the envelope of a command,
+`interpret` its type and payload (a `Rejected` becomes a `nack` with its message),
+`expired` applies the 60 s TTL, `ack_payload` builds what goes back on
+`command.ack.{tenant}.{gateway}`. Field names, command types, ack statuses and the
+status aliases are the contract's (notip.contracts), shared with management.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
-import re
 from dataclasses import dataclass
 from typing import Any
 
+from notip import contracts
+from notip.contracts import ACK as ACK  # the ack statuses: re-exported for the gateway
+from notip.contracts import COMMAND_TYPES, CONFIG_UPDATE, field
+from notip.contracts import EXPIRED as EXPIRED
+from notip.contracts import NACK as NACK
 from notip.envelope import iso, parse_iso
 
 TTL_S = 60.0
-CONFIG_UPDATE = "config_update"
-FIRMWARE_PUSH = "firmware_push"
-COMMAND_TYPES = (CONFIG_UPDATE, FIRMWARE_PUSH)
 MAX_SEND_FREQUENCY_MS = 86_400_000
-
-ACK = "ack"
-NACK = "nack"
-EXPIRED = "expired"
-
-# Canonical platform status ← accepted spellings (case-insensitive; '-' and ' ' read
-# as '_').
-STATUS_ALIASES: dict[str, str] = {
-    "online": "online",
-    "gateway_online": "online",
-    "paused": "paused",
-    "suspended": "paused",
-    "gateway_suspended": "paused",
-    "offline": "offline",
-    "gateway_offline": "offline",
-}
 
 
 class Unparseable(ValueError):
@@ -48,11 +34,6 @@ class Rejected(ValueError):
     """A command that is answered with `nack` and this message."""
 
 
-def _camel(snake: str) -> str:
-    head, *rest = snake.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
 def _encodable(text: str) -> bool:
     """False for a str holding an unpaired surrogate (`"\\ud800"` is valid JSON):
     no UTF-8 store or payload can hold it."""
@@ -61,13 +42,6 @@ def _encodable(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def field(obj: dict[str, Any], snake: str) -> Any:
-    """`obj[snake]`, else `obj[camelCase]`, else None."""
-    if snake in obj:
-        return obj[snake]
-    return obj.get(_camel(snake))
 
 
 @dataclass(frozen=True)
@@ -92,24 +66,19 @@ class FirmwarePush:
 
 def parse(data: bytes) -> Command:
     try:
-        obj = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise Unparseable(f"not JSON: {exc}") from None
-    if not isinstance(obj, dict):
-        raise Unparseable("not a JSON object")
-    command_id = field(obj, "command_id")
+        sent = contracts.read_command(data)
+    except ValueError as exc:
+        raise Unparseable(str(exc)) from None
+    command_id = sent.command_id
     if not isinstance(command_id, str) or not command_id:
         raise Unparseable("command_id is missing")
     if not _encodable(command_id):
         raise Unparseable("command_id is not valid Unicode")
-    type_ = field(obj, "type")
+    type_ = sent.type
     if isinstance(type_, str) and not _encodable(type_):
         type_ = type_.encode("utf-8", "backslashreplace").decode("utf-8")  # unknown: nack
     return Command(
-        command_id=command_id,
-        type=type_,
-        payload=field(obj, "payload"),
-        issued_at=field(obj, "issued_at"),
+        command_id=command_id, type=type_, payload=sent.payload, issued_at=sent.issued_at
     )
 
 
@@ -130,11 +99,10 @@ def expired(cmd: Command, now: dt.datetime, ttl_s: float = TTL_S) -> bool:
 def normalise_status(value: Any) -> str:
     if not isinstance(value, str):
         raise Rejected("status must be a string")
-    key = re.sub(r"[-\s]", "_", value.strip().lower())
-    try:
-        return STATUS_ALIASES[key]
-    except KeyError:
-        raise Rejected(f"unknown status {value!r}") from None
+    status = contracts.canonical_status(value)
+    if status is None:
+        raise Rejected(f"unknown status {value!r}")
+    return status
 
 
 def _frequency(value: Any) -> int:
@@ -179,8 +147,4 @@ def interpret(cmd: Command) -> ConfigUpdate | FirmwarePush:
 def ack_payload(command_id: str, status: str, message: str | None, now: dt.datetime) -> bytes:
     """CONTRACTS §1.4 ack (snake_case); `message` is present when there is one (always on
     nack)."""
-    body: dict[str, Any] = {"command_id": command_id, "status": status}
-    if message:
-        body["message"] = message
-    body["timestamp"] = iso(now)
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    return contracts.ack_body(command_id, status, message, iso(now))

@@ -10,11 +10,13 @@ off (with a warning) otherwise.
 from __future__ import annotations
 
 import logging
+from functools import partial
 
-import nats.errors
 import trio
+from nats.aio.msg import Msg
 
-from notip import bridge, natsio
+from notip import bridge, contracts, natsio
+from notip.jetstream.pull import ACKED, BatchPuller, consume
 from notip.simulator import natslink
 from notip.simulator.registry import Registry
 from notip.simulator.settings import Settings
@@ -22,14 +24,6 @@ from notip.simulator.settings import Settings
 log = logging.getLogger("notip.simulator.decommission")
 
 FETCH_BATCH = 50
-FETCH_TIMEOUT_S = 5.0
-
-
-def parse_subject(subject: str) -> tuple[str, str] | None:
-    tokens = subject.split(".")
-    if len(tokens) != 4 or tokens[:2] != ["gateway", "decommissioned"] or not all(tokens[2:]):
-        return None
-    return tokens[2], tokens[3]
 
 
 async def listen(
@@ -43,41 +37,48 @@ async def listen(
         log.warning("NATS_TLS_CERT/NATS_TLS_KEY not set: decommission listener is off")
         task_status.started(False)
         return
-    tls = natsio.tls_context(
-        natsio.TlsFiles(settings.nats_ca_cert_path, settings.nats_tls_cert, settings.nats_tls_key)
-    )
-    nc = await natsio.connect(settings.nats_url, tls, name="notip-simulator-decommission")
-    try:
-        js = nc.jetstream()
-        durable = settings.decommission_durable
-        await bridge.call(
-            natslink.ensure_consumer,
-            js,
-            natslink.DECOMMISSION_STREAM,
-            natslink.decommission_consumer_config(durable),
+    tls = registry.tls.service()
+
+    async def handle(msg: Msg) -> str:
+        target = contracts.parse_decommissioned(msg.subject)
+        if target is None:
+            log.warning("unexpected decommission subject", extra={"subject": msg.subject})
+            return ACKED
+        tenant_id, gateway_id = target
+        with trio.CancelScope(shield=True):
+            forgotten = await registry.decommission(tenant_id, gateway_id)
+        log.info(
+            "gateway decommissioned" if forgotten else "decommission event ignored",
+            extra={"tenant_id": tenant_id, "gateway_id": gateway_id},
         )
-        sub = await bridge.call(natslink.bind_pull, js, natslink.DECOMMISSION_STREAM, durable)
-        task_status.started(True)
-        while True:
-            try:
-                msgs = await bridge.call(natslink.fetch, sub, FETCH_BATCH, FETCH_TIMEOUT_S)
-            except (nats.errors.Error, OSError) as exc:
-                log.info("decommission fetch failed: %s", exc)
-                await trio.sleep(1.0)
-                continue
-            for msg in msgs:
-                target = parse_subject(msg.subject)
-                if target is None:
-                    log.warning("unexpected decommission subject", extra={"subject": msg.subject})
-                else:
-                    tenant_id, gateway_id = target
-                    with trio.CancelScope(shield=True):
-                        forgotten = await registry.decommission(tenant_id, gateway_id)
-                    log.info(
-                        "gateway decommissioned" if forgotten else "decommission event ignored",
-                        extra={"tenant_id": tenant_id, "gateway_id": gateway_id},
-                    )
-                await bridge.call(natslink.ack, msg)
+        return ACKED
+
+    puller: BatchPuller | None = None
+
+    def reconnected() -> None:
+        if puller is not None:
+            puller.on_reconnect()
+
+    nc = await natsio.connect(
+        settings.nats_url,
+        tls,
+        name="notip-simulator-decommission",
+        events=natsio.ConnectionEvents(on_reconnect=reconnected),
+    )
+    try:
+        async with trio.open_nursery() as nursery:
+            puller = await nursery.start(
+                partial(
+                    consume,
+                    nc,
+                    contracts.DECOMMISSION.name,
+                    natslink.decommission_consumer_config(settings.decommission_durable),
+                    handle,
+                    batch=FETCH_BATCH,
+                )
+            )
+            task_status.started(True)
     finally:
-        # close, not drain (see gateway.py: drain hangs on pull subscriptions)
+        # The pull subscription is drained by `consume`; close, not drain, keeps
+        # shutdown within the simulator's grace whatever the server does.
         await bridge.shielded(natslink.close, nc, timeout=settings.shutdown_grace_s + 3)

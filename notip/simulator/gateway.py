@@ -27,7 +27,7 @@ import random
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import nats.errors
 import trio
@@ -35,18 +35,21 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from notip import bridge, envelope, natsio
-from notip.simulator import commands, natslink, sensors
+from notip import bridge, contracts, envelope, natsio
+from notip.handoff import Handoff
+from notip.jetstream import publish as jetstream
+from notip.jetstream.consumers import ensure_pull_consumer
+from notip.jetstream.pull import BatchPuller, settle
+from notip.simulator import commands, natslink, sensors, tls
 from notip.simulator.anomalies import DISCONNECT, NETWORK_DEGRADATION, AnomalyState
 from notip.simulator.buffer import DropOldestBuffer
 from notip.simulator.events import EventHub
 from notip.simulator.metrics import Metrics
+from notip.simulator.model import GatewayRecord, Signal
+from notip.simulator.schedule import TickSchedule
 from notip.simulator.settings import Settings
 from notip.simulator.store import Store
 from notip.simulator.v1 import simulator_pb2 as pb
-
-if TYPE_CHECKING:
-    from notip.simulator.registry import GatewayRecord
 
 log = logging.getLogger("notip.simulator.gateway")
 
@@ -56,20 +59,6 @@ NATS_ERROR_PREFIX = "nats server: "  # envelopes per bridge call when a backlog 
 
 class AckNotSent(Exception):
     """A command's ack could not be published (it was recorded as executed)."""
-
-
-class Signal:
-    """A re-armable wake-up: `fire()` wakes every current waiter."""
-
-    def __init__(self) -> None:
-        self._event = trio.Event()
-
-    def fire(self) -> None:
-        self._event.set()
-        self._event = trio.Event()
-
-    async def wait(self) -> None:
-        await self._event.wait()
 
 
 @dataclass
@@ -83,7 +72,7 @@ class GatewayDeps:
     tls_for: Callable[[GatewayRecord], ssl.SSLContext]
     rng: random.Random = field(default_factory=random.Random)
     now_utc: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
-    telemetry_subject: Callable[[str, str], str] = natslink.telemetry_subject
+    telemetry_subject: Callable[[str, str], str] = contracts.telemetry_subject
 
 
 class GatewayRuntime:
@@ -101,6 +90,7 @@ class GatewayRuntime:
         self._anomaly_changed = Signal()
         self._data_ready = Signal()
         self._fetch_scope: trio.CancelScope | None = None
+        self._puller: BatchPuller | None = None
         self._pending_count = 0
         self._t0 = trio.current_time()
         labels = {"gateway_id": rec.id}
@@ -119,7 +109,7 @@ class GatewayRuntime:
     async def run(self) -> None:
         self._pending_count = len(await self.deps.store.run(self.deps.store.pending, self.id))
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._publisher)
+            nursery.start_soon(self.publisher)
             nursery.start_soon(self._flusher)
             nursery.start_soon(self._link)
             nursery.start_soon(self._anomaly_timers)
@@ -161,35 +151,20 @@ class GatewayRuntime:
 
     # -- telemetry ------------------------------------------------------------------
 
-    async def _publisher(self) -> None:
+    async def publisher(self) -> None:
+        """The publisher task: one tick per send frequency, on the fixed grid of
+        schedule.py (a new frequency or status applies at once)."""
         rec = self.rec
         lateness = self.deps.metrics.tick_lateness
-        # Ticks follow a fixed grid (each due one period after the previous one was
-        # due, not after it ran), so lateness does not accumulate into a lower rate.
-        due: float | None = None
+        schedule = TickSchedule(rec.send_frequency_ms / 1000, trio.current_time())
         while True:
-            if due is not None:
-                # Sleep until the next tick; a new frequency applies at once.
-                changed_at = float("-inf")
-                while True:
-                    period = rec.send_frequency_ms / 1000
-                    deadline = due + period
-                    if trio.current_time() >= deadline:
-                        break
-                    with trio.move_on_at(deadline):
-                        await rec.changed.wait()
-                        changed_at = trio.current_time()
-                # A tick made due by a change of frequency is due from that change.
-                due = max(deadline, changed_at)
-                late = trio.current_time() - due
-                # Lateness: how long after it was due this tick starts.
-                lateness.observe(max(0.0, late))
-                if late >= period:
-                    # Stalled for a whole period or more: the missed ticks are skipped
-                    # (no burst to catch up); the grid restarts from now.
-                    due = trio.current_time()
-            else:
-                due = trio.current_time()
+            while trio.current_time() < (deadline := schedule.next_deadline()):
+                with trio.move_on_at(deadline):
+                    await rec.changed.wait()
+                    schedule.change(rec.send_frequency_ms / 1000, trio.current_time())
+            late = schedule.start_tick(trio.current_time())
+            if late is not None:
+                lateness.observe(late)
             await self._tick(trio.current_time())
 
     def _readings(self, now: float) -> list[bytes]:
@@ -276,7 +251,7 @@ class GatewayRuntime:
                 subject = self.deps.telemetry_subject(self.rec.tenant_id, self.id)
                 try:
                     results = await bridge.call(
-                        natslink.publish_batch,
+                        jetstream.publish_batch,
                         js,
                         subject,
                         batch,
@@ -305,32 +280,36 @@ class GatewayRuntime:
     # -- the connection ---------------------------------------------------------------
 
     async def _connect(self) -> NATS:
-        token = trio.lowlevel.current_trio_token()
+        to_trio: Handoff[None] = Handoff()
         rec, size = self.rec, self.deps.settings.nats_read_buffer_bytes
         holder: list[NATS] = []
 
         def on_disconnect() -> None:  # asyncio side: keep it tiny
             self._m_disconnects.inc()
-            token.run_sync_soon(self._set_connected, False, "disconnected")
+            to_trio.call_soon(self._set_connected, False, "disconnected")
 
         def on_reconnect() -> None:
             self._m_reconnects.inc()
             if holder:
-                natslink.shrink_tls_read_buffer(holder[0], size)
-            token.run_sync_soon(self._set_connected, True, "reconnected")
+                tls.shrink_read_buffer(holder[0], size)
+            if self._puller is not None:
+                self._puller.on_reconnect()  # its pull requests died with the connection
+            to_trio.call_soon(self._set_connected, True, "reconnected")
 
         def on_error(exc: BaseException) -> None:
-            token.run_sync_soon(self._note_error, exc)
+            to_trio.call_soon(self._note_error, exc)
 
         events = natsio.ConnectionEvents(
             on_disconnect=on_disconnect, on_reconnect=on_reconnect, on_error=on_error
         )
-        tls = self.deps.tls_for(rec)
         nc = await natsio.connect(
-            self.deps.settings.nats_url, tls, name=f"notip-sim-{rec.id}", events=events
+            self.deps.settings.nats_url,
+            self.deps.tls_for(rec),
+            name=f"notip-sim-{rec.id}",
+            events=events,
         )
         holder.append(nc)
-        natslink.shrink_tls_read_buffer(nc, size)
+        tls.shrink_read_buffer(nc, size)
         return nc
 
     def _note_error(self, exc: BaseException) -> None:
@@ -345,10 +324,8 @@ class GatewayRuntime:
         self.rec.connected = up
         if up:
             self.rec.last_error = ""
-            if state == "reconnected" and self._fetch_scope is not None:
-                # The outstanding pull request may not have survived the broken
-                # connection: issue a fresh one now rather than at its expiry.
-                self._fetch_scope.cancel()
+            # (A reconnect also re-issues the command pull: on_reconnect tells the
+            # puller, whose outstanding requests died with the old connection.)
         self.deps.hub.connection(self.id, state)
 
     async def _link(self) -> None:
@@ -357,12 +334,12 @@ class GatewayRuntime:
             nc = await self._connect()
             if not first:
                 self._m_reconnects.inc()
-            self._nc, self._js = nc, nc.jetstream()
+            self._nc, self._js = nc, jetstream.context(nc)
             self._set_connected(True, "connected" if first else "reconnected")
             first = False
             try:
                 async with trio.open_nursery() as inner:
-                    inner.start_soon(self._commands, self._js)
+                    inner.start_soon(self._commands, nc)
                     self._data_ready.fire()  # replay what was kept while offline
                     await self._disconnect_requested.wait()
                     inner.cancel_scope.cancel()
@@ -389,31 +366,51 @@ class GatewayRuntime:
 
     # -- commands ---------------------------------------------------------------------
 
-    async def _commands(self, js: JetStreamContext) -> None:
+    async def _commands(self, nc: NATS) -> None:
         rec = self.rec
+        stream = contracts.COMMANDS.name
         config = natslink.command_consumer_config(rec.tenant_id, rec.id)
-        await bridge.call(natslink.ensure_consumer, js, natslink.COMMANDS_STREAM, config)
-        sub = await bridge.call(
-            natslink.bind_pull, js, natslink.COMMANDS_STREAM, natslink.command_durable(rec.id)
-        )
+        await ensure_pull_consumer(nc, stream, config)
         timeout = self.deps.settings.command_fetch_timeout_s
-        while True:
-            if self._pending_count and not self.anomalies.commands_blocked(trio.current_time()):
-                await self._run_pending()
-            msgs: list[Msg] = []
-            with trio.CancelScope() as scope:
-                self._fetch_scope = scope
-                try:
-                    msgs = await bridge.call(natslink.fetch, sub, 1, timeout)
-                except (nats.errors.Error, OSError) as exc:
-                    # Reconnecting or a JetStream hiccup: try again shortly.
-                    log.info("command fetch failed: %s", exc, extra={"gateway_id": rec.id})
-                    await trio.sleep(min(1.0, timeout))
-            self._fetch_scope = None
-            for msg in msgs:
-                await self._on_command(msg)
+        # One command at a time; no idle heartbeats (1,000 gateways would wake the
+        # simulator 200 times a second): a lost pull request is re-issued at expiry.
+        puller = BatchPuller(
+            nc,
+            stream,
+            contracts.command_durable(rec.id),
+            batch=1,
+            flush_s=0.0,
+            expires_s=timeout,
+            heartbeat_s=None,
+        )
+        await puller.start()
+        self._puller = puller
+        try:
+            while True:
+                if self._pending_count and not self.anomalies.commands_blocked(trio.current_time()):
+                    await self._run_pending()
+                msgs: list[Msg] = []
+                with trio.CancelScope() as scope:
+                    self._fetch_scope = scope
+                    if puller.unbound:  # the durable was deleted under us
+                        try:
+                            await ensure_pull_consumer(nc, stream, config)
+                            puller.rebound()
+                        except Exception as exc:
+                            log.info(
+                                "command consumer not re-created: %s",
+                                exc,
+                                extra={"gateway_id": rec.id},
+                            )
+                            await trio.sleep(min(1.0, timeout))
+                    msgs = await puller.next_batch()
+                self._fetch_scope = None
+                for msg in msgs:
+                    await self._on_command(nc, msg)
+        finally:
+            self._puller = None
 
-    async def _on_command(self, msg: Msg) -> None:
+    async def _on_command(self, nc: NATS, msg: Msg) -> None:
         store, hub = self.deps.store, self.deps.hub
         counter = self.deps.metrics.commands
         data = bytes(msg.data)
@@ -423,9 +420,7 @@ class GatewayRuntime:
             log.warning("unusable command: %s", exc, extra={"gateway_id": self.id})
             counter.labels(outcome="rejected").inc()
             hub.command(self.id, "", "", "rejected", message=str(exc))
-            try:
-                await bridge.call(natslink.term, msg)
-            except (nats.errors.Error, OSError):
+            if not await settle(nc, term=[msg.reply], flush_timeout=0):
                 log.warning(
                     "could not terminate an unusable command", extra={"gateway_id": self.id}
                 )
@@ -449,13 +444,9 @@ class GatewayRuntime:
                     # message un-acked; its redelivery sends the recorded ack again.
                     log.warning("%s", exc, extra={"gateway_id": self.id})
                     return
-                try:
-                    await bridge.call(natslink.ack, msg)
-                except (nats.errors.Error, OSError) as exc:
+                if not await settle(nc, ack=[msg.reply], flush_timeout=0):
                     # Redelivered later; the recorded outcome is acked again then.
-                    log.warning(
-                        "command ack to JetStream failed: %s", exc, extra={"gateway_id": self.id}
-                    )
+                    log.warning("command ack to JetStream failed", extra={"gateway_id": self.id})
 
     def _command_budget(self) -> float:
         s = self.deps.settings
@@ -543,10 +534,10 @@ class GatewayRuntime:
         if js is None:
             raise AckNotSent(f"ack of {command_id} not sent: not connected")
         payload = commands.ack_payload(command_id, status, message, self.deps.now_utc())
-        subject = natslink.ack_subject(self.rec.tenant_id, self.id)
+        subject = contracts.command_ack_subject(self.rec.tenant_id, self.id)
         try:
-            await bridge.call(
-                natslink.publish_acked, js, subject, payload, self.deps.settings.publish_timeout_s
+            await jetstream.publish(
+                js, subject, payload, timeout=self.deps.settings.publish_timeout_s
             )
         except (nats.errors.Error, OSError, TimeoutError) as exc:
             raise AckNotSent(f"ack of {command_id} not sent: {exc!r}") from exc

@@ -4,7 +4,9 @@
 RPC, named like it, taking and returning the generated messages and raising
 `ApiError`. The gRPC servicer (grpc.aio, on the trio-asyncio loop) calls them through
 `trio_asyncio.trio_as_aio`; the REST gateway (rest_gateway.py) calls the very same
-methods directly from Trio.
+methods directly from Trio. Both faces first check the request against the proto's
+request rules (`validation.check`: INVALID_ARGUMENT naming the broken rule), so the
+operations and the registry receive valid requests only.
 
 Server (DESIGN §4 rule 4): created and started inside the trio-asyncio loop, the task
 parks in `trio.sleep_forever()`, the server is stopped in a shielded `finally`.
@@ -35,9 +37,11 @@ from grpc_reflection.v1alpha import reflection
 from grpc_reflection.v1alpha._async import ReflectionServicer as _AioReflectionServicer
 
 from notip import bridge
-from notip.httpserve import parse_addr
+from notip.httpserve import host_port, parse_addr
+from notip.simulator import validation
 from notip.simulator.errors import ApiError
-from notip.simulator.registry import CreateSpec, GatewayRecord, Registry, SensorRecord
+from notip.simulator.model import GatewayRecord, SensorRecord
+from notip.simulator.registry import CreateSpec, Registry
 from notip.simulator.v1 import simulator_pb2 as pb
 from notip.simulator.v1 import simulator_pb2_grpc as pb_grpc
 
@@ -206,6 +210,7 @@ def _unary(name: str) -> Callable[..., Awaitable[Any]]:
     async def handler(self: Servicer, request: Any, context: grpc.aio.ServicerContext) -> Any:
         fn = getattr(self.ops, name)
         try:
+            validation.check(request)
             return await trio_asyncio.trio_as_aio(fn)(request)
         except ApiError as exc:
             error: tuple[grpc.StatusCode, str] = (exc.code, exc.message)
@@ -226,6 +231,7 @@ class Servicer(pb_grpc.SimulatorServiceServicer):  # type: ignore[misc]
         self, request: pb.WatchGatewayRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.GatewayEvent]:
         try:
+            validation.check(request)
             recv = self.ops.open_watch(request.gateway_id)
         except ApiError as exc:
             await context.abort(exc.code, exc.message)
@@ -254,7 +260,7 @@ async def serve(
     """Serve the control plane on `addr` (`:PORT`, `HOST:PORT`; port 0 = any);
     reports the bound port."""
     host, port = parse_addr(addr)
-    bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    bind = host_port(host, port)
     health_servicer = health.aio.HealthServicer()
 
     async def start() -> tuple[grpc.aio.Server, int]:

@@ -21,6 +21,7 @@ import trio
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from notip import pki
+from notip.backoff import retry
 from notip.simulator.errors import ApiError
 
 log = logging.getLogger("notip.simulator.provisioning")
@@ -92,6 +93,10 @@ def _parse_success(body: Any, key_pem: str) -> Credentials:
     )
 
 
+class _Transient(Exception):
+    """An onboarding attempt worth repeating (timeout, unreachable, 503)."""
+
+
 class ProvisioningClient:
     def __init__(
         self,
@@ -128,9 +133,11 @@ class ProvisioningClient:
         }
         if firmware_version:
             body["firmwareVersion"] = firmware_version
-        attempts = len(self.backoff_s) + 1
-        last = "no attempt"
-        for attempt in range(attempts):
+        attempts = 0
+
+        async def attempt() -> Credentials:
+            nonlocal attempts
+            attempts += 1
             try:
                 # Shielded (and bounded by the timeout): once the request is out, the
                 # service may issue credentials that cannot be issued again; a
@@ -138,9 +145,9 @@ class ProvisioningClient:
                 with trio.CancelScope(shield=True):
                     response = await self._client.post(self.url, json=body, timeout=self.timeout_s)
             except httpx.TimeoutException:
-                last = "provisioning service timed out"
+                reason = "provisioning service timed out"
             except httpx.TransportError as exc:
-                last = f"provisioning service unreachable ({type(exc).__name__})"
+                reason = f"provisioning service unreachable ({type(exc).__name__})"
             else:
                 if response.status_code == 201:
                     try:
@@ -150,13 +157,16 @@ class ProvisioningClient:
                 code = _error_code(response)
                 if response.status_code in PASS_THROUGH:
                     raise ApiError(PASS_THROUGH[response.status_code], code)
-                last = f"provisioning service answered {response.status_code} {code}"
-                if response.status_code != 503:
-                    break  # 500 and friends: not transient
+                reason = f"provisioning service answered {response.status_code} {code}"
+                if response.status_code != 503:  # 500 and friends: not transient
+                    raise ApiError(grpc.StatusCode.UNAVAILABLE, reason)
             log.warning(
                 "onboarding attempt failed",
-                extra={"factory_id": factory_id, "attempt": attempt + 1, "reason": last},
+                extra={"factory_id": factory_id, "attempt": attempts, "reason": reason},
             )
-            if attempt < attempts - 1:
-                await trio.sleep(self.backoff_s[attempt])
-        raise ApiError(grpc.StatusCode.UNAVAILABLE, last)
+            raise _Transient(reason)
+
+        try:
+            return await retry(attempt, backoff=self.backoff_s, retry_on=_Transient)
+        except _Transient as exc:
+            raise ApiError(grpc.StatusCode.UNAVAILABLE, str(exc)) from None

@@ -2,7 +2,9 @@
 nursery that holds one supervised nursery per running gateway (DESIGN §3).
 
 Both control-plane faces (gRPC and REST) call these operations; errors are
-`ApiError`s with gRPC codes.
+`ApiError`s with gRPC codes. The faces check each request against the proto's
+request rules first (validation.py: required fields, UUIDs, sensor types and
+algorithms, ranges, durations, packet loss), so the operations here take valid values.
 
 State kept apart:
 - `desired_state` (running/stopped): what the operator asked for; RECOVERY_MODE
@@ -20,33 +22,29 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
-import ssl
-import tempfile
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 import grpc
 import trio
 from cryptography import x509
 
-from notip import natsio, pki
+from notip import pki
 from notip.simulator import anomalies, sensors
-from notip.simulator.errors import ApiError, check_uuid, conflict, invalid, not_found
+from notip.simulator.errors import ApiError, check_uuid, conflict, not_found
 from notip.simulator.events import EventHub
-from notip.simulator.gateway import GatewayDeps, GatewayRuntime, Signal
+from notip.simulator.gateway import GatewayDeps, GatewayRuntime
 from notip.simulator.metrics import Metrics
+from notip.simulator.model import RUNNING, STOPPED, GatewayRecord, SensorRecord
 from notip.simulator.provisioning import Credentials
-from notip.simulator.settings import MAX_SEND_FREQUENCY_MS, Settings
+from notip.simulator.settings import Settings
 from notip.simulator.store import Store
+from notip.simulator.tls import TlsContexts
 
 log = logging.getLogger("notip.simulator.registry")
 
-RUNNING = "running"
-STOPPED = "stopped"
 HEALTHY_RUN_S = 60.0  # a gateway that ran this long restarts with the initial backoff
 
 
@@ -54,81 +52,6 @@ class Onboarder(Protocol):
     async def onboard(
         self, *, factory_id: str, factory_key: str, send_frequency_ms: int, firmware_version: str
     ) -> Credentials: ...
-
-
-@dataclass
-class SensorRecord:
-    id: str
-    gateway_id: str
-    spec: sensors.SensorSpec
-    created_at: dt.datetime
-
-    def row(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "gateway_id": self.gateway_id,
-            "type": self.spec.type,
-            "min_range": self.spec.min_range,
-            "max_range": self.spec.max_range,
-            "algorithm": self.spec.algorithm,
-            "created_at": self.created_at.isoformat(),
-        }
-
-
-@dataclass(eq=False)
-class GatewayRecord:
-    id: str
-    factory_id: str
-    tenant_id: str
-    model: str
-    firmware_version: str
-    send_frequency_ms: int
-    created_at: dt.datetime
-    cert_pem: str = field(repr=False)
-    key_pem: str = field(repr=False)
-    aes_key: bytes = field(repr=False)
-    desired_state: str = RUNNING
-    platform_status: str = "online"
-    sensors: dict[str, SensorRecord] = field(default_factory=dict)
-    pending_outliers: dict[str, float | None] = field(default_factory=dict)
-    connected: bool = False
-    last_error: str = ""
-    restore_error: str = ""  # set: this gateway cannot run (its stored state is unusable)
-    changed: Signal = field(default_factory=Signal)
-    lock: trio.Lock = field(default_factory=trio.Lock)
-
-    def row(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "factory_id": self.factory_id,
-            "tenant_id": self.tenant_id,
-            "model": self.model,
-            "firmware_version": self.firmware_version,
-            "send_frequency_ms": self.send_frequency_ms,
-            "created_at": self.created_at.isoformat(),
-            "cert_pem": self.cert_pem,
-            "key_pem": self.key_pem,
-            "aes_key": self.aes_key,
-            "desired_state": self.desired_state,
-            "platform_status": self.platform_status,
-        }
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> GatewayRecord:
-        return cls(
-            id=row["id"],
-            factory_id=row["factory_id"],
-            tenant_id=row["tenant_id"],
-            model=row["model"],
-            firmware_version=row["firmware_version"],
-            send_frequency_ms=int(row["send_frequency_ms"]),
-            created_at=dt.datetime.fromisoformat(row["created_at"]),
-            cert_pem=row["cert_pem"],
-            key_pem=row["key_pem"],
-            aes_key=bytes(row["aes_key"]),
-            desired_state=row["desired_state"],
-            platform_status=row["platform_status"],
-        )
 
 
 @dataclass(frozen=True)
@@ -161,39 +84,6 @@ def credential_problem(rec: GatewayRecord, *, need_certificate: bool) -> str:
         except (ValueError, TypeError) as exc:
             return f"stored certificate or key unusable ({type(exc).__name__})"
     return ""
-
-
-class TlsContexts:
-    """TLS contexts for gateway connections: the service certificate for every
-    gateway when NATS_TLS_CERT/KEY are set, else each gateway's own provisioned
-    certificate (loaded through a private temporary file: `ssl` reads files only)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._service: ssl.SSLContext | None = None
-        self._own: dict[str, ssl.SSLContext] = {}
-
-    def __call__(self, rec: GatewayRecord) -> ssl.SSLContext:
-        s = self.settings
-        if s.uses_service_cert:
-            if self._service is None:
-                self._service = natsio.tls_context(
-                    natsio.TlsFiles(s.nats_ca_cert_path, s.nats_tls_cert, s.nats_tls_key)
-                )
-            return self._service
-        ctx = self._own.get(rec.id)
-        if ctx is None:
-            ctx = natsio.tls_context(natsio.TlsFiles(s.nats_ca_cert_path))
-            with tempfile.TemporaryDirectory(prefix="notip-gw-") as tmp:  # mode 0700
-                cert, key = Path(tmp) / "gw.crt", Path(tmp) / "gw.key"
-                pki.write_private(cert, rec.cert_pem.encode())
-                pki.write_private(key, rec.key_pem.encode())
-                ctx.load_cert_chain(str(cert), str(key))
-            self._own[rec.id] = ctx
-        return ctx
-
-    def forget(self, gateway_id: str) -> None:
-        self._own.pop(gateway_id, None)
 
 
 class Registry:
@@ -358,18 +248,7 @@ class Registry:
 
     # -- creation ---------------------------------------------------------------------
 
-    def _check_spec(self, spec: CreateSpec, *, factory_id_required: bool = True) -> None:
-        if factory_id_required and not spec.factory_id.strip():
-            raise invalid("factoryId is required")
-        if not spec.factory_key:
-            raise invalid("factoryKey is required")
-        if spec.send_frequency_ms < 0 or spec.send_frequency_ms > MAX_SEND_FREQUENCY_MS:
-            raise invalid(
-                f"sendFrequencyMs must be within 1..{MAX_SEND_FREQUENCY_MS} (0 = default)"
-            )
-
     async def create(self, spec: CreateSpec) -> GatewayRecord:
-        self._check_spec(spec)
         factory_id = spec.factory_id.strip()
         if factory_id in self._creating or any(
             r.factory_id == factory_id for r in self._gateways.values()
@@ -434,9 +313,6 @@ class Registry:
     ) -> tuple[list[GatewayRecord], list[str]]:
         """Onboard each id with bounded concurrency. Returns the created gateways (in
         request order) and one error string per id ("" = success)."""
-        if not factory_ids:
-            raise invalid("factoryIds must contain at least one id")
-        self._check_spec(spec, factory_id_required=False)
         created: list[GatewayRecord | None] = [None] * len(factory_ids)
         errors = [""] * len(factory_ids)
         seen: set[str] = set()
@@ -528,9 +404,6 @@ class Registry:
     ) -> SensorRecord:
         rec = self._gateway(gateway_id)
         algorithm = algorithm or sensors.DEFAULT_ALGORITHM
-        problem = sensors.validate(type_, min_range, max_range, algorithm)
-        if problem:
-            raise invalid(problem)
         s = SensorRecord(
             id=str(uuid.uuid4()),
             gateway_id=rec.id,
@@ -564,27 +437,17 @@ class Registry:
         self, gateway_id: str, duration_s: float, packet_loss: float | None
     ) -> None:
         rec = self._gateway(gateway_id)
-        try:
-            duration = anomalies.check_duration(duration_s)
-            loss = anomalies.normalise_packet_loss(packet_loss)
-        except ValueError as exc:
-            raise invalid(str(exc)) from None
-        self._running_runtime(rec).inject_degradation(duration, loss)
+        loss = anomalies.normalise_packet_loss(packet_loss)
+        self._running_runtime(rec).inject_degradation(duration_s, loss)
         self.metrics.anomalies.labels(type=anomalies.NETWORK_DEGRADATION).inc()
 
     def disconnect(self, gateway_id: str, duration_s: float, buffer_while_offline: bool) -> None:
         rec = self._gateway(gateway_id)
-        try:
-            duration = anomalies.check_duration(duration_s)
-        except ValueError as exc:
-            raise invalid(str(exc)) from None
-        self._running_runtime(rec).inject_disconnect(duration, buffer_while_offline)
+        self._running_runtime(rec).inject_disconnect(duration_s, buffer_while_offline)
         self.metrics.anomalies.labels(type=anomalies.DISCONNECT).inc()
 
     def outlier(self, sensor_id: str, value: float | None) -> None:
         rec, s = self._sensor(sensor_id)
-        if value is not None and not math.isfinite(value):
-            raise invalid("value must be a finite number")
         rec.pending_outliers[s.id] = value
         self.metrics.anomalies.labels(type=anomalies.OUTLIER).inc()
         self.hub.anomaly(

@@ -4,24 +4,42 @@ Nothing about a route is written twice: for every RPC with a `google.api.http`
 annotation this module builds a Starlette route from the annotation's method and
 path template, fills the request message from the path variables and (per `body`)
 the JSON body with `google.protobuf.json_format` — which accepts both the camelCase
-and the snake_case spelling of every field — calls the same `Operations` method the
-gRPC servicer calls, and answers with the response (or its `response_body` field) as
-JSON. Success codes come from the proto too (`rest_success_code`, default 204 for
-`google.protobuf.Empty` and 200 otherwise; `rest_partial_code` when the response's
-`errors` has an entry). Errors: `{"error": "..."}` with the HTTP status of
-`HTTP_STATUS`, the one gRPC-code → HTTP table. Bad input is a 4xx, never a 500.
+and the snake_case spelling of every field — checks it against the request rules of
+the proto (`validation.check`, the same check the gRPC face runs), calls the same
+`Operations` method the gRPC servicer calls, and answers with the response (or its
+`response_body` field) as JSON. Success codes come from the proto too
+(`rest_success_code`, default 204 for `google.protobuf.Empty` and 200 otherwise;
+`rest_partial_code` when the response's `errors` has an entry). Errors:
+`{"error": "..."}` with the HTTP status of `HTTP_STATUS`, the one gRPC-code → HTTP
+table. Bad input is a 4xx, never a 500.
+
+Request bodies, on every route alike (400 otherwise):
+- a JSON object (an empty body counts as `{}`), each key a field of the request in
+  either spelling; an unknown key is a 400 (`unknown field ...`). Path fields may be
+  repeated in the body: the path wins;
+- `null` is never a value: for a required field it is a 400 "... is required", for
+  any other a 400 "... must not be null" (leave the field out instead);
+- values of the field's JSON type (proto3 JSON mapping, read by json_format), but a
+  number field takes a JSON number only (no "12" or "NaN" strings, no booleans);
+- then the proto's field and cross-field rules (`(rules)`, `(less_than)`).
+
+A method the path does not support is a 405 whose `Allow` header lists the methods it
+does support (RFC 9110); an unknown path is a 404.
 
 JSON spelling out: lowerCamelCase (json_format's default), except for request
 messages marked `rest_snake_case` (the anomaly bodies of CONTRACTS §4), which the
 OpenAPI document shows snake_case; both spellings are accepted on input everywhere.
 
-`GET /openapi.json` serves an OpenAPI 3 document generated from the same routes.
+`GET /openapi.json` serves an OpenAPI 3.0 document generated from the same routes and
+rules: required fields, `format: uuid`, enums, bounds and lengths; cross-field rules
+(which JSON Schema cannot express) in the schema's and the operation's description.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -35,7 +53,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as StarletteRoute
+from starlette.routing import request_response
+from starlette.types import Receive, Scope, Send
 
+from notip.simulator import validation
 from notip.simulator.errors import ApiError
 from notip.simulator.grpc_api import SERVICE, Operations
 from notip.simulator.v1 import simulator_pb2 as pb
@@ -152,6 +173,95 @@ def _json_body_field(route: HttpRoute, msg: message.Message) -> message.Message:
     return getattr(msg, route.body)  # type: ignore[no-any-return]
 
 
+class BadRequest(Exception):
+    pass
+
+
+_FLOAT_TYPES = frozenset(
+    {descriptor.FieldDescriptor.TYPE_DOUBLE, descriptor.FieldDescriptor.TYPE_FLOAT}
+)
+# JSON numbers (64-bit integers are JSON strings in the proto3 mapping).
+_INT32_TYPES = frozenset(
+    {
+        descriptor.FieldDescriptor.TYPE_INT32,
+        descriptor.FieldDescriptor.TYPE_UINT32,
+        descriptor.FieldDescriptor.TYPE_SINT32,
+        descriptor.FieldDescriptor.TYPE_FIXED32,
+        descriptor.FieldDescriptor.TYPE_SFIXED32,
+    }
+)
+
+
+def _json_type_problem(fd: descriptor.FieldDescriptor, value: Any) -> str | None:
+    """Stricter than json_format, which also reads numbers from strings ("12",
+    "NaN") and doubles from booleans: a number field takes a JSON number."""
+    if fd.is_repeated:
+        items = value if isinstance(value, list) else []
+        return next((p for p in (_json_type_problem_one(fd, v) for v in items) if p), None)
+    return _json_type_problem_one(fd, value)
+
+
+def _json_type_problem_one(fd: descriptor.FieldDescriptor, value: Any) -> str | None:
+    if fd.type not in _FLOAT_TYPES and fd.type not in _INT32_TYPES:
+        return None  # json_format checks the others
+    name = validation.documented_name(fd)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"{name} must be {'a number' if fd.type in _FLOAT_TYPES else 'an integer'}"
+    if fd.type in _FLOAT_TYPES:
+        try:  # 1e400 reads as inf, a 400-digit integer does not fit a double
+            finite = math.isfinite(value)
+        except OverflowError:
+            finite = False
+        if not finite:
+            return f"{name} must be a finite number"
+    return None
+
+
+def parse_body(route: HttpRoute, msg: message.Message, raw: bytes) -> None:
+    """Fill `msg` (or its `body` field) from a JSON body; BadRequest when the body is
+    not what the module docstring says."""
+    if not raw.strip():
+        return
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(f"malformed JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadRequest("the request body must be a JSON object")
+    target = _json_body_field(route, msg)
+    fields: dict[str, descriptor.FieldDescriptor] = {}
+    for fd in target.DESCRIPTOR.fields:
+        fields[fd.name] = fields[fd.json_name] = fd
+    in_path = set(route.path_fields) if route.body == "*" else set()
+    for key, value in data.items():
+        fd = fields.get(key)
+        if fd is None:
+            expected = ", ".join(
+                validation.documented_name(f)
+                for f in target.DESCRIPTOR.fields
+                if f.name not in in_path
+            )
+            raise BadRequest(f"unknown field {key!r} (expected: {expected})")
+        if value is None:
+            name = validation.documented_name(fd)
+            required = fd.name not in in_path and validation.field_spec(fd).doc_required
+            raise BadRequest(f"{name} is required" if required else f"{name} must not be null")
+        problem = _json_type_problem(fd, value)
+        if problem:
+            raise BadRequest(f"invalid request: {problem}")
+    try:
+        json_format.ParseDict(data, target, ignore_unknown_fields=False)
+    except (
+        json_format.ParseError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        OverflowError,
+        RecursionError,
+    ) as exc:
+        raise BadRequest(f"invalid request: {exc}") from None
+
+
 def build_handler(
     route: HttpRoute, call: Callable[[message.Message], Awaitable[message.Message]]
 ) -> Callable[[Request], Awaitable[Response]]:
@@ -161,22 +271,15 @@ def build_handler(
         req = request_class()
         try:
             if route.body:
-                raw = await request.body()
-                if raw.strip():
-                    try:
-                        data = json.loads(raw)
-                    except ValueError as exc:
-                        return error(400, f"malformed JSON: {exc}")
-                    if not isinstance(data, dict):
-                        return error(400, "the request body must be a JSON object")
-                    json_format.ParseDict(
-                        data, _json_body_field(route, req), ignore_unknown_fields=True
-                    )
+                parse_body(route, req, await request.body())
             for name, value in request.path_params.items():
                 _set_path_field(req, name, value)
+        except BadRequest as exc:
+            return error(400, str(exc))
         except (json_format.ParseError, ValueError, TypeError, AttributeError) as exc:
             return error(400, f"invalid request: {exc}")
         try:
+            validation.check(req)
             resp = await call(req)
         except ApiError as exc:
             return error(HTTP_STATUS.get(exc.code, 500), exc.message)
@@ -223,7 +326,8 @@ class _Schemas:
             }
         }
 
-    def field(self, fd: descriptor.FieldDescriptor) -> dict[str, Any]:
+    def field(self, fd: descriptor.FieldDescriptor, *, rules: bool = False) -> dict[str, Any]:
+        """A field's schema; `rules`: with the request rules of the proto."""
         if fd.type == descriptor.FieldDescriptor.TYPE_MESSAGE:
             if fd.message_type.full_name == "google.protobuf.Timestamp":
                 schema: dict[str, Any] = {"type": "string", "format": "date-time"}
@@ -233,23 +337,56 @@ class _Schemas:
             schema = {"type": "string", "enum": [v.name for v in fd.enum_type.values]}
         else:
             schema = dict(_SCALARS.get(fd.type, {"type": "string"}))
+            if rules:
+                schema.update(validation.field_schema(fd))
         if fd.is_repeated:
-            return {"type": "array", "items": schema}
+            return {
+                "type": "array",
+                "items": schema,
+                **(validation.array_schema(fd) if rules else {}),
+            }
         return schema
 
-    def ref(
-        self, md: descriptor.Descriptor, *, exclude: tuple[str, ...] = (), snake: bool = False
-    ) -> str:
-        name = md.name + ("Body" if exclude else "")
+    def ref(self, md: descriptor.Descriptor) -> str:
+        name = md.name
         if name not in self.components:
             self.components[name] = {}  # placeholder: recursion guard
-            props = {
-                (fd.name if snake else fd.json_name): self.field(fd)
-                for fd in md.fields
-                if fd.name not in exclude
-            }
+            props = {fd.json_name: self.field(fd) for fd in md.fields}
             self.components[name] = {"type": "object", "properties": props}
         return f"#/components/schemas/{name}"
+
+    def request_ref(
+        self, md: descriptor.Descriptor, *, exclude: tuple[str, ...] = (), snake: bool = False
+    ) -> tuple[str, bool]:
+        """A request body's schema, with its rules; returns the reference and whether
+        the body has required fields."""
+        name = md.name + ("Body" if exclude else "")
+        fields = [fd for fd in md.fields if fd.name not in exclude]
+
+        def key(fd: descriptor.FieldDescriptor) -> str:
+            return str(fd.name if snake else fd.json_name)
+
+        required = [key(fd) for fd in validation.required_fields(md) if fd.name not in exclude]
+        if name not in self.components:
+            schema: dict[str, Any] = {
+                "type": "object",
+                "properties": {key(fd): self.field(fd, rules=True) for fd in fields},
+                "additionalProperties": False,
+            }
+            if required:
+                schema["required"] = required
+            text = _body_description(md, snake)
+            if text:
+                schema["description"] = text
+            self.components[name] = schema
+        return f"#/components/schemas/{name}", bool(required)
+
+
+def _body_description(md: descriptor.Descriptor, snake: bool) -> str:
+    parts = [f"Also enforced (400 otherwise): {rule}." for rule in validation.cross_field_rules(md)]
+    other = "camelCase" if snake else "snake_case"
+    parts.append(f"Each field is also accepted in its {other} spelling.")
+    return " ".join(parts)
 
 
 def openapi(route_list: list[HttpRoute]) -> dict[str, Any]:
@@ -257,27 +394,32 @@ def openapi(route_list: list[HttpRoute]) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for route in route_list:
         op: dict[str, Any] = {"operationId": route.rpc.name, "summary": route.rpc.name}
+        md_in = route.rpc.input_type
         params = [
-            {"name": f, "in": "path", "required": True, "schema": {"type": "string"}}
+            {
+                "name": f,
+                "in": "path",
+                "required": True,
+                "schema": schemas.field(md_in.fields_by_name[f], rules=True),
+            }
             for f in route.path_fields
         ]
         if params:
             op["parameters"] = params
         if route.body:
-            md = (
-                route.rpc.input_type
-                if route.body == "*"
-                else route.rpc.input_type.fields_by_name[route.body].message_type
-            )
-            ref = schemas.ref(
+            md = md_in if route.body == "*" else md_in.fields_by_name[route.body].message_type
+            ref, has_required = schemas.request_ref(
                 md,
                 exclude=route.path_fields if route.body == "*" else (),
                 snake=route.snake_case,
             )
             op["requestBody"] = {
-                "required": False,
+                "required": has_required,
                 "content": {"application/json": {"schema": {"$ref": ref}}},
             }
+            rules = validation.cross_field_rules(md)
+            if rules:
+                op["description"] = "Cross-field rules (400 otherwise): " + "; ".join(rules) + "."
         responses: dict[str, Any] = {}
         if route.returns_empty:
             responses[str(route.success_code)] = {"description": "done"}
@@ -295,7 +437,7 @@ def openapi(route_list: list[HttpRoute]) -> dict[str, Any]:
                     "content": content,
                 }
         err = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-        responses["400"] = {"description": "invalid input", **err}
+        responses["400"] = {"description": "invalid input (a broken request rule)", **err}
         if route.path_fields:
             responses["404"] = {"description": "unknown id", **err}
         responses["default"] = {"description": "error", **err}
@@ -306,7 +448,11 @@ def openapi(route_list: list[HttpRoute]) -> dict[str, Any]:
         "info": {
             "title": "NoTIP gateway simulator",
             "version": "1",
-            "description": f"REST face of {SERVICE.full_name} (derived from simulator.proto).",
+            "description": (
+                f"REST face of {SERVICE.full_name} (derived from simulator.proto, "
+                "request rules included). Request bodies: unknown fields and null "
+                "values are a 400; a method a path does not support is a 405 with Allow."
+            ),
         },
         "paths": paths,
         "components": {"schemas": schemas.components},
@@ -316,27 +462,56 @@ def openapi(route_list: list[HttpRoute]) -> dict[str, Any]:
 # -- the app -----------------------------------------------------------------------------
 
 
+class _PathEndpoint:
+    """The ASGI app of one path: the handler of the request's method (HEAD: GET's), or
+    a 405 whose Allow header lists the path's methods. (An ASGI app, not a function:
+    Starlette then routes every method here instead of answering 405 itself.)"""
+
+    def __init__(self, handlers: dict[str, Callable[[Request], Awaitable[Response]]]) -> None:
+        self.handlers = handlers
+        self.allow = ", ".join(sorted({*handlers, *(["HEAD"] if "GET" in handlers else [])}))
+        self.app = request_response(self.endpoint)
+
+    async def endpoint(self, request: Request) -> Response:
+        method = request.method
+        if method == "HEAD" and "GET" in self.handlers:
+            method = "GET"
+        handler = self.handlers.get(method)
+        if handler is None:
+            response = error(405, f"method {request.method} not allowed (allowed: {self.allow})")
+            response.headers["Allow"] = self.allow
+            return response
+        return await handler(request)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
 def create_app(ops: Operations) -> Starlette:
     route_list = routes()
-    starlette_routes = [
-        StarletteRoute(
-            r.starlette_path,
-            build_handler(r, getattr(ops, r.rpc.name)),
-            methods=[r.verb],
-            name=r.rpc.name,
-        )
-        for r in route_list
-    ]
+    by_path: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {}
+    for r in route_list:
+        handlers = by_path.setdefault(r.starlette_path, {})
+        if r.verb in handlers:
+            raise ValueError(f"{r.verb} {r.template} is annotated twice")
+        handlers[r.verb] = build_handler(r, getattr(ops, r.rpc.name))
     document = openapi(route_list)
 
     async def openapi_json(request: Request) -> Response:
         return JSONResponse(document)
 
-    starlette_routes.append(StarletteRoute("/openapi.json", openapi_json, methods=["GET"]))
+    by_path.setdefault("/openapi.json", {})["GET"] = openapi_json
+    starlette_routes = [
+        StarletteRoute(path, _PathEndpoint(handlers), name=path)
+        for path, handlers in by_path.items()
+    ]
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return error(exc.status_code, str(exc.detail))
+        response = error(exc.status_code, str(exc.detail))
+        for name, value in (exc.headers or {}).items():
+            response.headers[name] = value
+        return response
 
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.error("unexpected error", exc_info=exc)

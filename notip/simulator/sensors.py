@@ -2,7 +2,9 @@
 
 `reading(spec, t, rng)` is a pure function of the sensor's spec, the time `t` in
 seconds (only `sine_wave` uses it) and a `random.Random`, so tests replay exact
-sequences from a seed.
+sequences from a seed. Sensor definitions are checked where requests arrive, against
+the rules of simulator.proto (validation.py); `ALGORITHMS` and `SENSOR_TYPES` are what
+those rules allow (tests/unit/simulator/test_validation.py keeps them equal).
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ __all__ = [
     "outlier_value",
     "reading",
     "unit",
-    "validate",
 ]
 
 
@@ -46,20 +47,6 @@ class SensorSpec:
     @property
     def midpoint(self) -> float:
         return (self.min_range + self.max_range) / 2
-
-
-def validate(type_: str, min_range: float, max_range: float, algorithm: str) -> str | None:
-    """The problem with a sensor definition, or None when it is valid."""
-    if type_ not in SENSOR_TYPES:
-        return f"unknown sensor type {type_!r} (expected one of {', '.join(SENSOR_TYPES)})"
-    if algorithm not in ALGORITHMS:
-        return f"unknown algorithm {algorithm!r} (expected one of {', '.join(ALGORITHMS)})"
-    for name, value in (("minRange", min_range), ("maxRange", max_range)):
-        if not math.isfinite(value):
-            return f"{name} must be a finite number"
-    if min_range >= max_range:
-        return "minRange must be less than maxRange"
-    return None
 
 
 def unit(type_: str) -> str:

@@ -8,7 +8,7 @@ open_loop (the caller's: bridge.run / aio_loop / notip dev)
     │       ├── publisher   ├── link → commands   └── anomalies
     ├── REST gateway (hypercorn on Trio, rest_gateway.py)   HTTP_ADDR
     ├── gRPC server (grpc.aio on the trio-asyncio loop)      GRPC_ADDR
-    ├── /metrics                                             METRICS_ADDR
+    ├── /metrics, /healthz (httpserve.standard_routes)       METRICS_ADDR
     └── decommission listener (durable simulator-decommission)
 ```
 Start-up: store → registry (gateways restored) → REST → gRPC → metrics → decommission
@@ -23,9 +23,8 @@ from dataclasses import dataclass
 
 import trio
 from starlette.applications import Starlette
-from starlette.routing import Route
 
-from notip.httpserve import metrics_endpoint, ok, serve_http
+from notip.httpserve import serve_http, standard_routes
 from notip.simulator import decommission, grpc_api, rest_gateway
 from notip.simulator.metrics import Metrics
 from notip.simulator.provisioning import ProvisioningClient
@@ -68,12 +67,7 @@ def build(settings: Settings) -> tuple[Simulator, ProvisioningClient]:
 
 
 def metrics_app(metrics: Metrics) -> Starlette:
-    return Starlette(
-        routes=[
-            Route("/metrics", metrics_endpoint(metrics.registry)),
-            Route("/healthz", ok),
-        ]
-    )
+    return Starlette(routes=standard_routes(metrics.registry))
 
 
 async def run(

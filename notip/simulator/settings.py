@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from notip.config import Env
+from notip.natsio import TlsFiles
 
 ENV_VARS: frozenset[str] = frozenset(
     {
@@ -23,6 +24,7 @@ ENV_VARS: frozenset[str] = frozenset(
         "GATEWAY_BUFFER_SIZE",
         "RECOVERY_MODE",
         "GRPC_ADDR",
+        "FIRMWARE_APPLY_MS",
     }
 )
 
@@ -33,11 +35,10 @@ MAX_SEND_FREQUENCY_MS = 86_400_000  # one day; keeps the value an int32 on the w
 class Settings:
     provisioning_url: str
     nats_url: str
-    nats_ca_cert_path: Path
-    # Both or neither: when set, every gateway connects with this service
-    # certificate instead of its own provisioned one.
-    nats_tls_cert: Path | None = None
-    nats_tls_key: Path | None = None
+    # NATS_CA_CERT_PATH, and NATS_TLS_CERT/NATS_TLS_KEY: both or neither; when set,
+    # every gateway connects with this service certificate instead of its own
+    # provisioned one.
+    nats_tls: TlsFiles
     sqlite_path: Path = Path("/data/simulator.db")
     http_addr: str = ":8090"
     metrics_addr: str = ":9090"
@@ -65,7 +66,7 @@ class Settings:
 
     @property
     def uses_service_cert(self) -> bool:
-        return self.nats_tls_cert is not None and self.nats_tls_key is not None
+        return self.nats_tls.cert is not None and self.nats_tls.key is not None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -76,29 +77,27 @@ class Settings:
             if parsed.scheme not in ("http", "https") or not parsed.netloc:
                 env.problem(f"PROVISIONING_URL={provisioning_url!r}: expected an http(s) URL")
         nats_url = env.str("NATS_URL")
-        ca = env.path("NATS_CA_CERT_PATH", must_exist=True)
-        cert = env.optional_path("NATS_TLS_CERT", must_exist=True)
-        key = env.optional_path("NATS_TLS_KEY", must_exist=True)
-        set_cert = bool(environ.get("NATS_TLS_CERT", "").strip())
-        set_key = bool(environ.get("NATS_TLS_KEY", "").strip())
-        if set_cert != set_key:
-            env.problem("NATS_TLS_CERT and NATS_TLS_KEY must be set together (or neither)")
+        nats_tls = env.nats_tls("NATS_CA_CERT_PATH", client_cert_required=False)
         settings = cls(
             provisioning_url=provisioning_url,
             nats_url=nats_url,
-            nats_ca_cert_path=ca,
-            nats_tls_cert=cert,
-            nats_tls_key=key,
-            sqlite_path=env.path("SQLITE_PATH", Path("/data/simulator.db")),
-            http_addr=env.addr("HTTP_ADDR", ":8090"),
-            metrics_addr=env.addr("METRICS_ADDR", ":9090"),
-            grpc_addr=env.addr("GRPC_ADDR", ":50051"),
+            nats_tls=nats_tls,
+            sqlite_path=env.path("SQLITE_PATH", cls.sqlite_path),
+            http_addr=env.addr("HTTP_ADDR", cls.http_addr),
+            metrics_addr=env.addr("METRICS_ADDR", cls.metrics_addr),
+            grpc_addr=env.addr("GRPC_ADDR", cls.grpc_addr),
             default_send_frequency_ms=env.int(
-                "DEFAULT_SEND_FREQUENCY_MS", 5000, min=1, max=MAX_SEND_FREQUENCY_MS
+                "DEFAULT_SEND_FREQUENCY_MS",
+                cls.default_send_frequency_ms,
+                min=1,
+                max=MAX_SEND_FREQUENCY_MS,
             ),
-            gateway_buffer_size=env.int("GATEWAY_BUFFER_SIZE", 1000, min=1),
-            recovery_mode=env.bool("RECOVERY_MODE", False),
-            firmware_apply_s=env.int("FIRMWARE_APPLY_MS", 1000, min=0, max=600_000) / 1000.0,
+            gateway_buffer_size=env.int("GATEWAY_BUFFER_SIZE", cls.gateway_buffer_size, min=1),
+            recovery_mode=env.bool("RECOVERY_MODE", cls.recovery_mode),
+            firmware_apply_s=env.int(
+                "FIRMWARE_APPLY_MS", round(cls.firmware_apply_s * 1000), min=0, max=600_000
+            )
+            / 1000.0,
         )
         env.check()
         return settings

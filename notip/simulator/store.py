@@ -1,7 +1,9 @@
 """The simulator's SQLite state (`SQLITE_PATH`).
 
-- The file (and SQLite's -wal/-shm side files, which inherit its mode) is created
-  0600: it holds gateways' private keys and AES keys. Nothing here logs a row.
+- Opened through notip/sqlite.py (as the management stand-in's store is): the file
+  is 0600, it holds gateways' private keys and AES keys. Nothing here logs a row.
+  `synchronous = FULL`: a commit survives a power cut (credentials cannot be
+  issued again).
 - Schema changes are numbered migrations tracked by `PRAGMA user_version`.
 - Methods are synchronous and short; the Trio side calls them through `Store.run`,
   which runs them on a worker thread one at a time (SQLite commits fsync), and never
@@ -12,15 +14,12 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-import trio
-
-from notip.pki import touch_private
+from notip.sqlite import Database
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -106,41 +105,24 @@ def _now() -> str:
 class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
-        touch_private(path)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA foreign_keys = ON")
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute("PRAGMA synchronous = FULL")
-        self._lock = threading.Lock()
-        self._limiter = trio.CapacityLimiter(1)
+        self.db = Database(path, synchronous="FULL")
         self.migrate()
 
     # -- plumbing -------------------------------------------------------------------
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run a store method on a worker thread; not abandoned when cancelled (the
-        commit happens or fails, it is never cut in half)."""
-        return await trio.to_thread.run_sync(lambda: fn(*args, **kwargs), limiter=self._limiter)
+        """Run a store method on the store's worker thread (notip/sqlite.py)."""
+        return await self.db.run(fn, *args, **kwargs)
 
     def _tx(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                result = work(self._db)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-            return result
+        with self.db.transaction() as db:
+            return work(db)
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            return list(self._db.execute(sql, params))
+        return self.db.query(sql, params)
 
     def migrate(self) -> int:
-        with self._lock:
-            version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        version = int(self._query("PRAGMA user_version")[0][0])
         for number, script in enumerate(MIGRATIONS, start=1):
             if number <= version:
                 continue
@@ -158,8 +140,7 @@ class Store:
         return int(self._query("PRAGMA user_version")[0][0])
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.db.close()
 
     # -- gateways and sensors -------------------------------------------------------
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 import httpx
@@ -16,8 +16,6 @@ import trio
 
 from notip import bridge
 from notip.devstack import DevConfig, DevInfo, run_stack
-
-T = TypeVar("T")
 
 OFFLINE_TIMEOUT_MS = 3000
 
@@ -66,18 +64,6 @@ async def dev(aio_loop: None, state_dir: Path) -> AsyncIterator[DevInfo]:
 async def http() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(timeout=20) as client:
         yield client
-
-
-async def eventually(
-    check: Callable[[], Awaitable[T | None]], timeout: float = 30, every: float = 0.2
-) -> T:
-    """Poll `check` until it returns something truthy; fail after `timeout`."""
-    with trio.fail_after(timeout):
-        while True:
-            result = await check()
-            if result:
-                return result
-            await trio.sleep(every)
 
 
 async def query(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:

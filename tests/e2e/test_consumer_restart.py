@@ -13,8 +13,9 @@ from notip.consumer.service import serve as serve_consumer
 from notip.consumer.settings import Settings as ConsumerSettings
 from notip.devstack import DevInfo, run_stack
 from notip.pki import PkiPaths
+from tests.waiting import eventually
 
-from .conftest import e2e_config, eventually, query
+from .conftest import e2e_config, query
 
 
 async def test_restart_mid_stream_no_duplicate_no_missing(aio_loop: None, state_dir: Path) -> None:

@@ -13,8 +13,9 @@ import trio
 
 from notip import envelope
 from notip.devstack import DEMO_SENSORS, DevInfo
+from tests.waiting import eventually
 
-from .conftest import OFFLINE_TIMEOUT_MS, eventually, query
+from .conftest import OFFLINE_TIMEOUT_MS, query
 
 RANGES = {s["type"]: (s["minRange"], s["maxRange"]) for s in DEMO_SENSORS}
 

@@ -9,8 +9,9 @@ import httpx
 import trio
 
 from notip.devstack import DevInfo, run_stack
+from tests.waiting import eventually
 
-from .conftest import e2e_config, eventually, query
+from .conftest import e2e_config, query
 
 
 async def _rows(dev: DevInfo) -> int:

@@ -20,11 +20,10 @@ import trio
 from notip.devstack import DEMO_TENANT, DevInfo, DevPaths
 from notip.localservers import free_port
 from notip.pki import PkiPaths
-
-from .conftest import eventually
+from tests.waiting import eventually
 
 # A graceful stop of any daemon is bounded by its clean-up budgets (SHUTDOWN_TIMEOUT_MS
-# 10 s, NATS drain and pool close 10 s each, a command in execution): generous
+# 10 s, pool close 5 s, NATS drain 10 s, a command in execution): generous
 # here, because CI runs on a shared 2-core machine.
 STOP_BOUND_S = 60.0
 START_BOUND_S = 90.0

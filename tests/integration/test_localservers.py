@@ -4,10 +4,10 @@ import threading
 from pathlib import Path
 
 import pytest
-import trio
 
 from notip.localservers import NatsServer, ServerError
 from notip.pki import PkiPaths
+from tests.waiting import eventually
 
 
 def test_a_taken_port_is_reported_with_the_reason(
@@ -28,9 +28,10 @@ async def test_started_from_trio_the_server_outlives_the_worker_threads(
     await server.start_async()
     try:
         assert _trio_workers(), "the readiness poll ran in a worker thread"
-        with trio.fail_after(60):  # Trio retires idle workers after about 10 s
-            while _trio_workers():
-                await trio.sleep(0.2)
+        # Trio retires idle workers after about 10 s.
+        await eventually(
+            lambda: not _trio_workers(), timeout=60, every=0.2, what="Trio's idle workers to exit"
+        )
         assert server.proc is not None and server.proc.poll() is None
         assert server._ready()
     finally:

@@ -13,7 +13,8 @@ Docker engine (CI machines have the docker CLI but neither an engine nor compose
   dependencies;
 - TLS wiring: each service's NATS certificate maps to a NATS user, server
   certificates carry the host names clients use;
-- Dockerfile: multi-stage, non-root, HEALTHCHECK, `notip` entrypoint; the health probe
+- Dockerfile: multi-stage, non-root, HEALTHCHECK, `notip` entrypoint, installs exactly
+  uv.lock (a dependency layer before the project); the health probe
   (deploy/healthcheck.py) itself; Prometheus targets and Grafana dashboards (the
   metric names of CONTRACTS §6, cross-checked against the daemons' registries).
 
@@ -952,6 +953,57 @@ def test_dockerfile_is_multi_stage_non_root_with_healthcheck_and_notip_entrypoin
     assert all(f.split()[0] == "${PYTHON_IMAGE}" for f in froms)
 
 
+def test_dockerfile_installs_the_lock_dependencies_first_then_the_project() -> None:
+    """The build stage installs from uv.lock as it is (`--frozen`: never re-resolved,
+    hashes checked), runtime dependencies only, into the venv the runtime stage
+    copies: first in a layer that needs only pyproject.toml and uv.lock (cached until
+    they change), then the project, not editable."""
+    instructions = dockerfile_instructions()
+    last_from = max(i for i, (k, _) in enumerate(instructions) if k == "FROM")
+    build = list(enumerate(instructions[:last_from]))
+
+    def sources(rest: str) -> list[str]:
+        return [w for w in rest.split() if not w.startswith("--")][:-1]
+
+    def commands(run: str) -> list[list[str]]:
+        out: list[list[str]] = [[]]
+        for word in shlex.split(run):
+            if word in ("&&", "||", ";"):
+                out.append([])
+            else:
+                out[-1].append(word)
+        return [c for c in out if c]
+
+    runs = [(i, c) for i, (k, rest) in build if k == "RUN" for c in commands(rest)]
+    syncs = [(i, c) for i, c in runs if c[:2] == ["uv", "sync"]]
+    deps = [i for i, c in syncs if "--no-install-project" in c]
+    project = [i for i, c in syncs if "--no-install-project" not in c]
+    assert len(deps) == 1 and len(project) == 1, syncs
+    copied_first = {
+        s for i, (k, rest) in build if k == "COPY" and i < deps[0] for s in sources(rest)
+    }
+    assert copied_first == {"pyproject.toml", "uv.lock"}, "the dependency layer needs only these"
+    notip_copy = next(i for i, (k, rest) in build if k == "COPY" and "notip" in sources(rest))
+    assert deps[0] < notip_copy < project[0]
+    for _, command in syncs:
+        assert "--frozen" in command, command
+        assert "--no-dev" in command and not any(
+            w.startswith("--extra") or w == "--all-extras" for w in command
+        ), f"the dev tools stay out of the image: {command}"
+    assert "--no-editable" in dict(syncs)[project[0]]
+
+    env = {}
+    for _, (k, rest) in build:
+        if k == "ENV":
+            env.update(w.split("=", 1) for w in shlex.split(rest))
+    assert env["UV_PROJECT_ENVIRONMENT"] == "/opt/venv"
+    final = instructions[last_from:]
+    assert any(k == "COPY" and rest == "--from=build /opt/venv /opt/venv" for k, rest in final)
+    # pip installs nothing but uv itself (pinned: tests/unit/test_lock.py)
+    pip_installs = [c for _, c in runs if {"pip", "pip3"} & {PurePosixPath(w).name for w in c[:3]}]
+    assert len(pip_installs) == 1 and re.fullmatch(r"uv==[\d.]+", pip_installs[0][-1]), pip_installs
+
+
 def test_dockerfile_copies_only_files_that_exist_and_are_in_the_context() -> None:
     for keyword, rest in dockerfile_instructions():
         if keyword not in ("COPY", "ADD"):
@@ -968,7 +1020,7 @@ def test_dockerignore_keeps_state_and_secrets_out_of_the_context() -> None:
     for rel in (".venv/bin/python", ".notip/pki/ca.key", ".git/config", "deploy/secrets/x",
                 "notip/__pycache__/cli.cpython-312.pyc", "tests/conftest.py"):  # fmt: skip
         assert dockerignored(rel), rel
-    for rel in ("notip/cli.py", "pyproject.toml", "README.md", "deploy/healthcheck.py"):
+    for rel in ("notip/cli.py", "pyproject.toml", "uv.lock", "README.md", "deploy/healthcheck.py"):
         assert not dockerignored(rel), rel
 
 

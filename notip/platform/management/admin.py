@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from notip.httpserve import metrics_endpoint
+from notip.httpserve import standard_routes
 from notip.platform.management.core import Forbidden, Management, NotFound, Unavailable
 from notip.platform.management.keys import KeyFileError
 from notip.platform.management.store import Conflict
@@ -76,17 +76,17 @@ def build_app(
         return JSONResponse({"id": gateway_id}, status_code=201)
 
     async def list_gateways(request: Request) -> Response:
-        return JSONResponse(mgmt.list_gateways(_query(request, "tenant_id")))
+        return JSONResponse(await mgmt.list_gateways(_query(request, "tenant_id")))
 
     async def get_gateway(request: Request) -> Response:
-        return JSONResponse(mgmt.gateway(request.path_params["id"]))
+        return JSONResponse(await mgmt.gateway(request.path_params["id"]))
 
     async def pause(request: Request) -> Response:
-        mgmt.set_paused(request.path_params["id"], True)
+        await mgmt.set_paused(request.path_params["id"], True)
         return Response(status_code=204)
 
     async def resume(request: Request) -> Response:
-        mgmt.set_paused(request.path_params["id"], False)
+        await mgmt.set_paused(request.path_params["id"], False)
         return Response(status_code=204)
 
     async def decommission(request: Request) -> Response:
@@ -94,19 +94,19 @@ def build_app(
         return Response(status_code=204)
 
     async def tenant_default(request: Request) -> Response:
-        return JSONResponse(mgmt.set_tenant_timeout(await _body(request)))
+        return JSONResponse(await mgmt.set_tenant_timeout(await _body(request)))
 
     async def gateway_override(request: Request) -> Response:
         gateway_id = request.path_params["gateway_id"]
-        return JSONResponse(mgmt.set_gateway_timeout(gateway_id, await _body(request)))
+        return JSONResponse(await mgmt.set_gateway_timeout(gateway_id, await _body(request)))
 
     async def clear_override(request: Request) -> Response:
-        mgmt.clear_gateway_timeout(request.path_params["gateway_id"])
+        await mgmt.clear_gateway_timeout(request.path_params["gateway_id"])
         return Response(status_code=204)
 
     async def alerts(request: Request) -> Response:
         return JSONResponse(
-            mgmt.alerts(_query(request, "tenant_id"), _query(request, "gateway_id"))
+            await mgmt.alerts(_query(request, "tenant_id"), _query(request, "gateway_id"))
         )
 
     async def config_command(request: Request) -> Response:
@@ -121,7 +121,7 @@ def build_app(
 
     async def command_status(request: Request) -> Response:
         return JSONResponse(
-            mgmt.command_status(
+            await mgmt.command_status(
                 request.path_params["gateway_id"], request.path_params["command_id"]
             )
         )
@@ -130,17 +130,7 @@ def build_app(
         gateway_id = _query(request, "gateway_id", "id")
         if gateway_id is None:
             raise BadInput("gateway_id (or id) query parameter is required")
-        return JSONResponse(mgmt.keys(gateway_id))
-
-    async def health(request: Request) -> Response:
-        if healthy():
-            return JSONResponse({"status": "ok"})
-        return JSONResponse({"status": "degraded", "nats": "disconnected"}, status_code=503)
-
-    metrics = metrics_endpoint(registry)
-
-    async def metrics_route(request: Request) -> Response:
-        return metrics(request)
+        return JSONResponse(await mgmt.keys(gateway_id))
 
     def route(path: str, fn: Handler, method: str) -> Route:
         return Route(path, _errors(fn), methods=[method])
@@ -162,7 +152,6 @@ def build_app(
             route("/cmd/{gateway_id}/firmware", firmware_command, "POST"),
             route("/cmd/{gateway_id}/status/{command_id}", command_status, "GET"),
             route("/keys", get_keys, "GET"),
-            route("/health", health, "GET"),
-            route("/metrics", metrics_route, "GET"),
+            *standard_routes(registry, health_path="/health", nats_connected=healthy),
         ],
     )

@@ -1,7 +1,7 @@
 """Durable pull consumers that record what gateways and the data consumer send back:
 command acks (`command.ack.>` on COMMAND_ACKS) and gw_offline alerts (`alert.>` on
-ALERTS). Not hot paths, so nats-py's JetStream API is used as is, through the bridge,
-one asyncio coroutine per operation: ensure+bind, fetch a batch, ack a batch.
+ALERTS), through the shared pull loop (notip.jetstream.pull.consume): ensure the
+durable, pull a batch, record each message, ack the batch.
 
 The durables are created explicitly (deliver policy `new`: a fresh durable does not
 replay history; an existing one resumes where it stopped) and never deleted. A message
@@ -13,25 +13,24 @@ crash changes nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import nats.errors
-import nats.js.errors
 import trio
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import api
 
-from notip import bridge
+from notip.backoff import Backoff
+from notip.jetstream.pull import ACKED, LEFT, BatchPuller, consume
 
 log = logging.getLogger("notip.mgmt.consumers")
 
 BATCH = 64
 ACK_WAIT_S = 30.0
 MAX_DELIVER = 10
-RETRY_DELAY_S = 1.0
+REBIND_RETRY_S = 1.0  # re-creating a durable deleted under us
 
 
 @dataclass(frozen=True)
@@ -54,84 +53,42 @@ class Durable:
         )
 
 
-async def bind(nc: NATS, durable: Durable) -> Any:
-    """Create the durable unless it exists, then bind a pull subscription to it."""
-
-    async def op() -> Any:
-        js = nc.jetstream()
-        try:
-            await js.consumer_info(durable.stream, durable.name)
-        except nats.js.errors.NotFoundError:
-            await js.add_consumer(durable.stream, config=durable.config())
-        return await js.pull_subscribe_bind(durable=durable.name, stream=durable.stream)
-
-    return await bridge.call(op)
-
-
-async def fetch(sub: Any, wait_s: float) -> list[Msg]:
-    """Up to BATCH messages; [] when none arrived within `wait_s`."""
-
-    async def op() -> list[Msg]:
-        try:
-            return list(await sub.fetch(BATCH, timeout=wait_s))
-        except (nats.errors.TimeoutError, TimeoutError):
-            return []
-
-    return await bridge.call(op)
-
-
-async def ack(msgs: list[Msg]) -> None:
-    async def op() -> None:
-        for msg in msgs:
-            await msg.ack()
-
-    await bridge.call(op)
-
-
 async def run_consumer(
     nc: NATS,
     durable: Durable,
-    handle: Callable[[str, bytes], Any],
+    handle: Callable[[str, bytes], Awaitable[Any]],
     *,
     fetch_timeout_s: float = 1.0,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Pull, hand each message to `handle(subject, data)` (synchronous: it writes the
-    store), ack the batch. A message whose handler raised is not acked: JetStream
-    redelivers it after ACK_WAIT_S (at most MAX_DELIVER times)."""
+    """Pull, hand each message to `handle(subject, data)` (it writes the store), ack
+    the batch. A message whose handler raised is not acked: JetStream redelivers it
+    after ACK_WAIT_S (at most MAX_DELIVER times). Each pull request waits
+    `fetch_timeout_s` before it is asked again (no idle heartbeats: the server wants
+    them under half the request's expiry)."""
     labels = {"stream": durable.stream, "durable": durable.name}
-    sub = await bind(nc, durable)
-    try:
-        task_status.started()
-        await _pull_loop(sub, handle, fetch_timeout_s, labels)
-    finally:
-        # Unsubscribe (not drain) first: nats-py's fetch takes messages off the
-        # subscription's queue without task_done(), so draining a pull subscription
-        # waits forever on its queue and the connection's drain would hang.
-        if nc.is_connected:
-            await bridge.shielded(sub.unsubscribe, timeout=2)
 
-
-async def _pull_loop(
-    sub: Any, handle: Callable[[str, bytes], Any], fetch_timeout_s: float, labels: dict[str, str]
-) -> None:
-    while True:
+    async def record(msg: Msg) -> str:
         try:
-            msgs = await fetch(sub, fetch_timeout_s)
-        except (nats.errors.Error, OSError) as exc:
-            log.warning("pull failed: %s", exc, extra=labels)
-            await trio.sleep(RETRY_DELAY_S)
-            continue
-        done: list[Msg] = []
-        for msg in msgs:
-            try:
-                handle(msg.subject, msg.data)
-            except Exception:
-                log.exception("recording failed; left for redelivery", extra=labels)
-                continue
-            done.append(msg)
-        if done:
-            try:
-                await ack(done)
-            except (nats.errors.Error, OSError) as exc:
-                log.warning("ack failed (records are idempotent): %s", exc, extra=labels)
+            await handle(msg.subject, msg.data)
+        except Exception:
+            log.exception("recording failed; left for redelivery", extra=labels)
+            return LEFT
+        return ACKED
+
+    async def run(task_status: trio.TaskStatus[BatchPuller]) -> None:
+        await consume(
+            nc,
+            durable.stream,
+            durable.config(),
+            record,
+            batch=BATCH,
+            expires_s=fetch_timeout_s,
+            heartbeat_s=None,
+            rebind_backoff=Backoff(REBIND_RETRY_S, REBIND_RETRY_S),
+            task_status=task_status,
+        )
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run)
+        task_status.started()

@@ -1,7 +1,8 @@
 """What the management stand-in does, independent of how a request arrives (NATS
 responder, admin HTTP route, seed file, durable consumer): validation, store calls,
 publishing. Time comes from an injected clock; publishing goes through a `Publisher`
-(JetStream in the service, a list in unit tests).
+(JetStream in the service, a list in unit tests). Store calls go through `store.run`
+(off the event loop: store.py).
 
 Errors: `BadInput` (400 / INVALID_PAYLOAD), `NotFound` (404), `Forbidden` (403),
 `store.Conflict` (409), `Unavailable` (503: a publish failed, nothing was written).
@@ -20,6 +21,7 @@ from typing import Any, Protocol
 import trio
 from prometheus_client import CollectorRegistry, Counter
 
+from notip import contracts
 from notip.platform.management import keys, messages
 from notip.platform.management.clock import Clock, iso_us, system_clock
 from notip.platform.management.store import Conflict, Gateway, Store
@@ -116,18 +118,18 @@ class Management:
 
     # -- lookups -------------------------------------------------------------------------
 
-    def _gateway(self, gateway_id: object, *, live: bool = False) -> Gateway:
+    async def _gateway(self, gateway_id: object, *, live: bool = False) -> Gateway:
         gid = uuid_field(gateway_id, "gateway id")
-        gw = self.store.get_gateway(gid)
+        gw = await self.store.run(self.store.get_gateway, gid)
         if gw is None:
             raise NotFound("unknown gateway")
         if live and gw.decommissioned:
             raise Conflict("gateway is decommissioned")
         return gw
 
-    def _tenant(self, tenant_id: object) -> str:
+    async def _tenant(self, tenant_id: object) -> str:
         tid = uuid_field(tenant_id, "tenant_id")
-        if not self.store.tenant_exists(tid):
+        if not await self.store.run(self.store.tenant_exists, tid):
             raise NotFound("unknown tenant")
         return tid
 
@@ -141,7 +143,7 @@ class Management:
         factory_id, factory_key = body.get("factory_id"), body.get("factory_key")
         if not isinstance(factory_id, str) or not isinstance(factory_key, str):
             return {"error": "INVALID"}
-        gw = self.store.gateway_by_factory_id(factory_id)
+        gw = await self.store.run(self.store.gateway_by_factory_id, factory_id)
         if gw is not None and gw.provisioned:
             return {"error": "ALREADY_PROVISIONED"}
         if gw is None or gw.decommissioned or gw.factory_key_hash is None:
@@ -152,7 +154,7 @@ class Management:
             return {"error": "INVALID"}
         return {"gateway_id": gw.id, "tenant_id": gw.tenant_id}
 
-    def provisioning_complete(self, body: Any) -> dict[str, Any]:
+    async def provisioning_complete(self, body: Any) -> dict[str, Any]:
         """Atomic: store the key, provisioned, factory key forgotten, status online."""
         try:
             if not isinstance(body, dict):
@@ -183,7 +185,8 @@ class Management:
                 return False
             return hmac.compare_digest(self.sealer.open(gw.id, gw.key_material), key)
 
-        outcome = self.store.complete_provisioning(
+        outcome = await self.store.run(
+            self.store.complete_provisioning,
             gateway_id=gateway_id,
             sealed_key=self.sealer.seal(gateway_id, key),
             key_version=KEY_VERSION,
@@ -203,32 +206,34 @@ class Management:
         )
         return {"success": False, "error": "INTERNAL"}
 
-    def alert_configs_list(self) -> list[dict[str, Any]]:
-        return self.store.alert_configs()
+    async def alert_configs_list(self) -> list[dict[str, Any]]:
+        return await self.store.run(self.store.alert_configs)
 
-    def update_status(self, body: Any) -> dict[str, Any]:
+    async def update_status(self, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
             return {"success": False, "error": "INVALID_PAYLOAD"}
-        status = messages.canonical_status(body.get("status"))
+        status = contracts.canonical_status(body.get("status"))
         if not is_uuid(body.get("gateway_id")) or status not in ("online", "offline"):
             return {"success": False, "error": "INVALID_PAYLOAD"}
         try:
             last_seen = iso_us(timestamp_field(body.get("last_seen_at"), "last_seen_at"))
         except BadInput:
             return {"success": False, "error": "INVALID_PAYLOAD"}
-        outcome = self.store.update_status(str(body["gateway_id"]).lower(), status, last_seen)
+        outcome = await self.store.run(
+            self.store.update_status, str(body["gateway_id"]).lower(), status, last_seen
+        )
         if outcome == "not_found":
             return {"success": False, "error": "NOT_FOUND"}
         return {"success": True}
 
-    def get_status(self, body: Any) -> dict[str, Any]:
+    async def get_status(self, body: Any) -> dict[str, Any]:
         """`{gateway_id, state}`; an unknown or decommissioned gateway, or one of another
         tenant, answers `{gateway_id, error: NOT_FOUND}` (no state: the caller fails
         open, as §1.6 asks)."""
         if not isinstance(body, dict) or not is_uuid(body.get("gateway_id")):
             return {"error": "INVALID_PAYLOAD"}
         gateway_id = str(body["gateway_id"]).lower()
-        gw = self.store.get_gateway(gateway_id)
+        gw = await self.store.run(self.store.get_gateway, gateway_id)
         tenant = body.get("tenant_id")
         if (
             gw is None
@@ -249,10 +254,11 @@ class Management:
         gateway_id = (
             uuid_field(body["id"], "id") if body.get("id") is not None else str(uuid.uuid4())
         )
-        if self.store.gateway_by_factory_id(factory_id) is not None:
+        if await self.store.run(self.store.gateway_by_factory_id, factory_id) is not None:
             raise Conflict("a gateway with this factory_id already exists")
         hashed = await trio.to_thread.run_sync(keys.hash_factory_key, factory_key)
-        self.store.create_gateway(
+        await self.store.run(
+            self.store.create_gateway,
             gateway_id=gateway_id,
             tenant_id=tenant_id,
             factory_id=factory_id,
@@ -266,62 +272,63 @@ class Management:
         )
         return gateway_id
 
-    def list_gateways(self, tenant_id: str | None) -> list[dict[str, Any]]:
-        tid = self._tenant(tenant_id) if tenant_id is not None else None
-        return [gw.public() for gw in self.store.list_gateways(tid)]
+    async def list_gateways(self, tenant_id: str | None) -> list[dict[str, Any]]:
+        tid = await self._tenant(tenant_id) if tenant_id is not None else None
+        return [gw.public() for gw in await self.store.run(self.store.list_gateways, tid)]
 
-    def gateway(self, gateway_id: str) -> dict[str, Any]:
-        return self._gateway(gateway_id).public()
+    async def gateway(self, gateway_id: str) -> dict[str, Any]:
+        return (await self._gateway(gateway_id)).public()
 
-    def set_paused(self, gateway_id: str, paused: bool) -> None:
-        gw = self._gateway(gateway_id, live=True)
-        self.store.set_paused(gw.id, paused)
+    async def set_paused(self, gateway_id: str, paused: bool) -> None:
+        gw = await self._gateway(gateway_id, live=True)
+        await self.store.run(self.store.set_paused, gw.id, paused)
         log.info("gateway %s", "paused" if paused else "resumed", extra={"gateway_id": gw.id})
 
     async def decommission(self, gateway_id: str) -> None:
         """Publish `gateway.decommissioned.{tenant}.{gw}` first, then mark the gateway:
         a failed publish leaves nothing written (503), and a retried DELETE publishes
         the same deduplicated event."""
-        gw = self._gateway(gateway_id, live=True)
+        gw = await self._gateway(gateway_id, live=True)
         now = self.now()
         try:
             await self.publish(
-                messages.decommission_subject(gw.tenant_id, gw.id),
-                messages.decommission_body(gw.id, now),
+                contracts.decommissioned_subject(gw.tenant_id, gw.id),
+                contracts.decommission_body(gw.id, now),
                 msg_id=f"decommission-{gw.id}",
             )
         except Exception as exc:
             log.warning("decommission event not published: %s", exc, extra={"gateway_id": gw.id})
             raise Unavailable("could not publish the decommission event") from exc
-        self.store.decommission(gw.id, now)
+        with trio.CancelScope(shield=True):  # published: record it even when cancelled now
+            await self.store.run(self.store.decommission, gw.id, now)
         log.info("gateway decommissioned", extra={"gateway_id": gw.id, "tenant_id": gw.tenant_id})
 
-    def set_tenant_timeout(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def set_tenant_timeout(self, body: dict[str, Any]) -> dict[str, Any]:
         only_fields(body, {"tenant_id", "tenant_unreachable_timeout_ms"})
         timeout = positive_int(
             body.get("tenant_unreachable_timeout_ms"), "tenant_unreachable_timeout_ms"
         )
-        tenant_id = self._tenant(body.get("tenant_id"))
-        self.store.set_tenant_timeout(tenant_id, timeout)
+        tenant_id = await self._tenant(body.get("tenant_id"))
+        await self.store.run(self.store.set_tenant_timeout, tenant_id, timeout)
         return {"tenant_id": tenant_id, "tenant_unreachable_timeout_ms": timeout}
 
-    def set_gateway_timeout(self, gateway_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def set_gateway_timeout(self, gateway_id: str, body: dict[str, Any]) -> dict[str, Any]:
         only_fields(body, {"gateway_unreachable_timeout_ms"})
         timeout = positive_int(
             body.get("gateway_unreachable_timeout_ms"), "gateway_unreachable_timeout_ms"
         )
-        gw = self._gateway(gateway_id, live=True)
-        self.store.set_gateway_timeout(gw.id, timeout)
+        gw = await self._gateway(gateway_id, live=True)
+        await self.store.run(self.store.set_gateway_timeout, gw.id, timeout)
         return {"gateway_id": gw.id, "gateway_unreachable_timeout_ms": timeout}
 
-    def clear_gateway_timeout(self, gateway_id: str) -> None:
-        gw = self._gateway(gateway_id)
-        self.store.set_gateway_timeout(gw.id, None)
+    async def clear_gateway_timeout(self, gateway_id: str) -> None:
+        gw = await self._gateway(gateway_id)
+        await self.store.run(self.store.set_gateway_timeout, gw.id, None)
 
-    def alerts(self, tenant_id: str | None, gateway_id: str | None) -> list[dict[str, Any]]:
+    async def alerts(self, tenant_id: str | None, gateway_id: str | None) -> list[dict[str, Any]]:
         tid = uuid_field(tenant_id, "tenant_id") if tenant_id is not None else None
         gid = uuid_field(gateway_id, "gateway_id") if gateway_id is not None else None
-        return self.store.list_alerts(tid, gid)
+        return await self.store.run(self.store.list_alerts, tid, gid)
 
     async def send_command(
         self, gateway_id: str, type_: str, body: dict[str, Any]
@@ -334,10 +341,11 @@ class Management:
             if type_ == "config_update"
             else messages.firmware_payload(body)
         )
-        gw = self._gateway(gateway_id, live=True)
+        gw = await self._gateway(gateway_id, live=True)
         command_id = str(uuid.uuid4())
         issued_at = self.now()
-        self.store.insert_command(
+        await self.store.run(
+            self.store.insert_command,
             command_id=command_id,
             gateway_id=gw.id,
             tenant_id=gw.tenant_id,
@@ -347,12 +355,13 @@ class Management:
         )
         try:
             await self.publish(
-                messages.command_subject(gw.tenant_id, gw.id),
-                messages.command_body(command_id, type_, payload, issued_at),
+                contracts.command_subject(gw.tenant_id, gw.id),
+                contracts.command_body(command_id, type_, payload, issued_at),
                 msg_id=command_id,
             )
         except BaseException as exc:
-            self.store.delete_command(command_id)  # synchronous: runs even when cancelled
+            with trio.CancelScope(shield=True):  # runs even when cancelled
+                await self.store.run(self.store.delete_command, command_id)
             if not isinstance(exc, Exception):
                 raise
             log.warning("command not published: %s", exc, extra={"gateway_id": gw.id})
@@ -364,10 +373,10 @@ class Management:
         )
         return {"command_id": command_id, "status": "queued", "issued_at": issued_at}
 
-    def command_status(self, gateway_id: str, command_id: str) -> dict[str, Any]:
-        gw = self._gateway(gateway_id)
+    async def command_status(self, gateway_id: str, command_id: str) -> dict[str, Any]:
+        gw = await self._gateway(gateway_id)
         cid = uuid_field(command_id, "command id")
-        cmd = self.store.get_command(cid)
+        cmd = await self.store.run(self.store.get_command, cid)
         if cmd is None or cmd.gateway_id != gw.id:
             raise NotFound("unknown command")
         view = messages.resolve_command_status(
@@ -384,8 +393,8 @@ class Management:
         out["timestamp"] = view.timestamp
         return out
 
-    def keys(self, gateway_id: str) -> list[dict[str, Any]]:
-        gw = self._gateway(gateway_id)
+    async def keys(self, gateway_id: str) -> list[dict[str, Any]]:
+        gw = await self._gateway(gateway_id)
         if gw.decommissioned:
             raise Forbidden("gateway is decommissioned")
         if not gw.provisioned or gw.key_material is None:
@@ -401,14 +410,14 @@ class Management:
 
     # == durable consumers ==============================================================
 
-    def record_ack(self, subject: str, data: bytes) -> str:
+    async def record_ack(self, subject: str, data: bytes) -> str:
         try:
             ack = messages.parse_ack(subject, data, now=self.clock())
         except BadInput as exc:
             log.warning("malformed command ack: %s", exc, extra={"subject": subject})
             outcome = "malformed"
         else:
-            outcome = self.store.record_ack(ack)
+            outcome = await self.store.run(self.store.record_ack, ack)
             if outcome == "wrong_gateway":
                 log.warning(
                     "command ack rejected: its subject names another gateway than the command's",
@@ -419,14 +428,14 @@ class Management:
         self.metrics.acks.labels(outcome).inc()
         return outcome
 
-    def record_alert(self, subject: str, data: bytes) -> str:
+    async def record_alert(self, subject: str, data: bytes) -> str:
         try:
             alert = messages.parse_alert(subject, data)
         except BadInput as exc:
             log.warning("unreadable alert: %s", exc, extra={"subject": subject})
             outcome = "malformed"
         else:
-            recorded = self.store.record_alert(alert, self.now())
+            recorded = await self.store.run(self.store.record_alert, alert, self.now())
             outcome = "recorded" if recorded else "duplicate"
             if recorded:
                 log.info(

@@ -1,20 +1,22 @@
-"""Wire formats the management stand-in publishes and reads (CONTRACTS §1.4, §1.5):
-pure functions, no I/O, time passed in.
+"""Management's side of the wire formats (CONTRACTS §1.4, §1.5, §7): pure functions,
+no I/O, time passed in. Subjects, field names, the command and decommission bodies,
+the ack and alert field readers and the status aliases are the contract's
+(notip.contracts, shared with the gateways and the data consumer); this module adds
+management's validation of what it reads (UUIDs, timestamps, lower-case ids):
 
-- commands it publishes on `command.gw.{tenantId}.{gatewayId}` (snake_case);
-- acks it reads from `command.ack.{tenantId}.{gatewayId}` (both spellings);
+- the command payloads it accepts on its admin routes (`config_payload`, …);
+- acks it reads from `command.ack.{tenantId}.{gatewayId}` (`parse_ack`);
 - gw_offline alerts it reads from `alert.>` (both subject forms of §1.2);
-- decommission events it publishes on `gateway.decommissioned.{tenantId}.{gatewayId}`;
-- the status aliases of §1.4 and the lazy command-status resolution of §7.
+- the lazy command-status resolution of §7.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
 from typing import Any
 
+from notip import contracts
 from notip.platform.management.clock import iso_us
 from notip.platform.validation import (
     BadInput,
@@ -27,38 +29,12 @@ from notip.platform.validation import (
     uuid_field,
 )
 
-COMMAND_TYPES = ("config_update", "firmware_push")
-ACK_STATUSES = ("ack", "nack", "expired")
+COMMAND_TYPES = contracts.COMMAND_TYPES
+ACK_STATUSES = contracts.ACK_STATUSES
 #: A command with no ack this long after `issued_at` reads as `timeout` (§7).
 COMMAND_TIMEOUT_S = 75.0
 
-# -- status aliases (§1.4) --------------------------------------------------------------
-
-_ALIASES = {
-    "online": "online",
-    "gateway_online": "online",
-    "paused": "paused",
-    "suspended": "paused",
-    "gateway_suspended": "paused",
-    "offline": "offline",
-    "gateway_offline": "offline",
-}
-
-
-def canonical_status(value: object) -> str | None:
-    """`online` | `paused` | `offline` for any alias of §1.4 (case-insensitive, `-`
-    and space read as `_`), None for anything else."""
-    if not isinstance(value, str):
-        return None
-    key = value.strip().lower().replace("-", "_").replace(" ", "_")
-    return _ALIASES.get(key)
-
-
 # -- commands ---------------------------------------------------------------------------
-
-
-def command_subject(tenant_id: str, gateway_id: str) -> str:
-    return f"command.gw.{tenant_id}.{gateway_id}"
 
 
 def config_payload(body: dict[str, Any]) -> dict[str, Any]:
@@ -69,7 +45,7 @@ def config_payload(body: dict[str, Any]) -> dict[str, Any]:
     if body.get("send_frequency_ms") is not None:
         payload["send_frequency_ms"] = positive_int(body["send_frequency_ms"], "send_frequency_ms")
     if body.get("status") is not None:
-        status = canonical_status(body["status"])
+        status = contracts.canonical_status(body["status"])
         if status is None:
             raise BadInput("status must be one of online, paused, offline (or an alias of them)")
         payload["status"] = status
@@ -84,14 +60,6 @@ def firmware_payload(body: dict[str, Any]) -> dict[str, Any]:
         "firmware_version": text_field(body.get("firmware_version"), "firmware_version"),
         "download_url": http_url(body.get("download_url"), "download_url"),
     }
-
-
-def command_body(command_id: str, type_: str, payload: dict[str, Any], issued_at: str) -> bytes:
-    """The snake_case command management publishes (§1.4)."""
-    return json.dumps(
-        {"command_id": command_id, "type": type_, "payload": payload, "issued_at": issued_at},
-        separators=(",", ":"),
-    ).encode()
 
 
 @dataclass(frozen=True)
@@ -136,44 +104,31 @@ class Ack:
     timestamp: str
 
 
-def _subject_ids(subject: str, prefix: tuple[str, ...]) -> tuple[str, str]:
-    tokens = subject.split(".")
-    if len(tokens) != len(prefix) + 2 or tuple(tokens[: len(prefix)]) != prefix:
-        raise BadInput(f"unexpected subject {subject!r}")
-    tenant_id, gateway_id = tokens[len(prefix)], tokens[len(prefix) + 1]
-    if not (is_uuid(tenant_id) and is_uuid(gateway_id)):
-        raise BadInput(f"subject {subject!r} does not carry tenant and gateway UUIDs")
-    return tenant_id.lower(), gateway_id.lower()
-
-
-def _json_object(data: bytes) -> dict[str, Any]:
-    try:
-        obj = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        raise BadInput("body is not JSON") from None
-    if not isinstance(obj, dict):
-        raise BadInput("body is not a JSON object")
-    return obj
-
-
 def parse_ack(subject: str, data: bytes, *, now: dt.datetime) -> Ack:
     """An ack from `command.ack.{tenantId}.{gatewayId}`; `command_id`/`commandId`
     both accepted. A missing or unreadable timestamp becomes the receive time."""
-    tenant_id, gateway_id = _subject_ids(subject, ("command", "ack"))
-    body = _json_object(data)
-    command_id = body.get("command_id", body.get("commandId"))
-    command_id = uuid_field(command_id, "command_id")
-    status = body.get("status")
+    ids = contracts.parse_command_ack(subject)
+    if ids is None:
+        raise BadInput(f"unexpected subject {subject!r}")
+    tenant_id, gateway_id = ids
+    if not (is_uuid(tenant_id) and is_uuid(gateway_id)):
+        raise BadInput(f"subject {subject!r} does not carry tenant and gateway UUIDs")
+    try:
+        sent = contracts.read_ack(data)
+    except ValueError as exc:
+        raise BadInput(f"body is {exc}") from None
+    command_id = uuid_field(sent.command_id, "command_id")
+    status = sent.status
     if status not in ACK_STATUSES:
         raise BadInput(f"status must be one of {', '.join(ACK_STATUSES)}")
-    message = body.get("message")
+    message = sent.message
     if message is not None and not isinstance(message, str):
         raise BadInput("message must be a string")
     try:
-        stamp = iso_us(timestamp_field(body.get("timestamp"), "timestamp"))
+        stamp = iso_us(timestamp_field(sent.timestamp, "timestamp"))
     except BadInput:
         stamp = iso_us(now)
-    return Ack(tenant_id, gateway_id, command_id, status, message, stamp)
+    return Ack(tenant_id.lower(), gateway_id.lower(), command_id, status, message, stamp)
 
 
 # -- alerts -----------------------------------------------------------------------------
@@ -191,34 +146,21 @@ class Alert:
 def alert_tenant(subject: str) -> str:
     """The tenant of a gw_offline alert subject: `alert.gw_offline.{tenantId}` (the
     contract's form) or `alert.{tenantId}.gw_offline` (the tenant-first form)."""
-    tokens = subject.split(".")
-    if len(tokens) == 3 and tokens[0] == "alert":
-        if tokens[1] == "gw_offline" and is_uuid(tokens[2]):
-            return tokens[2].lower()
-        if tokens[2] == "gw_offline" and is_uuid(tokens[1]):
-            return tokens[1].lower()
-    raise BadInput(f"not a gw_offline alert subject: {subject!r}")
+    tenant = contracts.parse_gw_offline_alert(subject)
+    if tenant is None or not is_uuid(tenant):
+        raise BadInput(f"not a gw_offline alert subject: {subject!r}")
+    return tenant.lower()
 
 
 def parse_alert(subject: str, data: bytes) -> Alert:
     tenant_id = alert_tenant(subject)
-    body = _json_object(data)
-    gateway_id = uuid_field(body.get("gatewayId", body.get("gateway_id")), "gatewayId")
-    last_seen = iso_us(timestamp_field(body.get("lastSeen", body.get("last_seen")), "lastSeen"))
-    timeout_ms = positive_int(body.get("timeoutMs", body.get("timeout_ms")), "timeoutMs")
-    raw_ts = body.get("timestamp")
+    try:
+        sent = contracts.read_gw_offline_alert(data)
+    except ValueError as exc:
+        raise BadInput(f"body is {exc}") from None
+    gateway_id = uuid_field(sent.gateway_id, "gatewayId")
+    last_seen = iso_us(timestamp_field(sent.last_seen, "lastSeen"))
+    timeout_ms = positive_int(sent.timeout_ms, "timeoutMs")
+    raw_ts = sent.timestamp
     timestamp = iso_us(timestamp_field(raw_ts, "timestamp")) if raw_ts is not None else None
     return Alert(tenant_id, gateway_id, last_seen, timeout_ms, timestamp)
-
-
-# -- decommission -----------------------------------------------------------------------
-
-
-def decommission_subject(tenant_id: str, gateway_id: str) -> str:
-    return f"gateway.decommissioned.{tenant_id}.{gateway_id}"
-
-
-def decommission_body(gateway_id: str, timestamp: str) -> bytes:
-    return json.dumps(
-        {"gatewayId": gateway_id, "timestamp": timestamp}, separators=(",", ":")
-    ).encode()

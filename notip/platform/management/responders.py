@@ -2,7 +2,7 @@
 request gets exactly one reply however many instances run.
 
 nats-py delivers on the asyncio side; its callback only hands (subject, data, reply)
-to Trio through the Trio token. A few Trio worker tasks answer: decode, run the core
+to Trio (notip.handoff). A few Trio worker tasks answer: decode, run the core
 operation, publish the reply (one bridge call).
 """
 
@@ -16,17 +16,11 @@ import trio
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from notip import bridge
+from notip import bridge, contracts
+from notip.handoff import Handoff
 from notip.platform.management.core import Management
 
 log = logging.getLogger("notip.mgmt.responders")
-
-VALIDATE = "internal.mgmt.factory.validate"
-COMPLETE = "internal.mgmt.provisioning.complete"
-ALERT_CONFIGS = "internal.mgmt.alert-configs.list"
-UPDATE_STATUS = "internal.mgmt.gateway.update-status"
-GET_STATUS = "internal.mgmt.gateway.get-status"
-SUBJECTS = (VALIDATE, COMPLETE, ALERT_CONFIGS, UPDATE_STATUS, GET_STATUS)
 
 WORKERS = 8
 BACKLOG = 1000
@@ -35,9 +29,13 @@ _UNREADABLE = object()
 
 
 def _internal_error(subject: str, body: Any) -> Any:
-    if subject in (COMPLETE, UPDATE_STATUS):
+    if subject in (contracts.MGMT_PROVISIONING_COMPLETE, contracts.MGMT_GATEWAY_UPDATE_STATUS):
         return {"success": False, "error": "INTERNAL"}
-    if subject == GET_STATUS and isinstance(body, dict) and isinstance(body.get("gateway_id"), str):
+    if (
+        subject == contracts.MGMT_GATEWAY_GET_STATUS
+        and isinstance(body, dict)
+        and isinstance(body.get("gateway_id"), str)
+    ):
         return {"gateway_id": body["gateway_id"], "error": "INTERNAL"}
     return {"error": "INTERNAL"}
 
@@ -56,16 +54,16 @@ async def answer(mgmt: Management, subject: str, data: bytes) -> Any:
     except (ValueError, UnicodeDecodeError):
         body = _UNREADABLE
     try:
-        if subject == VALIDATE:
+        if subject == contracts.MGMT_FACTORY_VALIDATE:
             return await mgmt.factory_validate(body)
-        if subject == COMPLETE:
-            return mgmt.provisioning_complete(body)
-        if subject == ALERT_CONFIGS:
-            return mgmt.alert_configs_list()
-        if subject == UPDATE_STATUS:
-            return mgmt.update_status(body)
-        if subject == GET_STATUS:
-            return mgmt.get_status(body)
+        if subject == contracts.MGMT_PROVISIONING_COMPLETE:
+            return await mgmt.provisioning_complete(body)
+        if subject == contracts.MGMT_ALERT_CONFIGS_LIST:
+            return await mgmt.alert_configs_list()
+        if subject == contracts.MGMT_GATEWAY_UPDATE_STATUS:
+            return await mgmt.update_status(body)
+        if subject == contracts.MGMT_GATEWAY_GET_STATUS:
+            return await mgmt.get_status(body)
         return {"error": "INTERNAL"}
     except Exception:
         log.exception("responder failed", extra={"subject": subject})
@@ -82,25 +80,16 @@ async def serve_responders(
     """Subscribe (queue group `queue`), report readiness once the server has the
     subscriptions, answer until cancelled, then unsubscribe so that the group's other
     members get the next requests."""
-    send, recv = trio.open_memory_channel[tuple[str, bytes, str]](BACKLOG)
-    token = trio.lowlevel.current_trio_token()
-
-    def deliver(item: tuple[str, bytes, str]) -> None:
-        try:
-            send.send_nowait(item)
-        except trio.WouldBlock:
-            log.warning("request backlog full; request dropped", extra={"subject": item[0]})
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            pass  # shutting down: the requester retries and another member answers
+    # Requests left unanswered at shutdown are dropped: the requester retries and
+    # another member of the queue group answers.
+    inbox: Handoff[tuple[str, bytes, str]] = Handoff(maxlen=BACKLOG)
 
     async def on_msg(msg: Msg) -> None:  # asyncio side: hand over, nothing else
-        try:
-            token.run_sync_soon(deliver, (msg.subject, msg.data, msg.reply))
-        except trio.RunFinishedError:
-            pass
+        if not inbox.put((msg.subject, msg.data, msg.reply)):
+            log.warning("request backlog full; request dropped", extra={"subject": msg.subject})
 
     async def subscribe_all() -> list[Any]:
-        subs = [await nc.subscribe(s, queue=queue, cb=on_msg) for s in SUBJECTS]
+        subs = [await nc.subscribe(s, queue=queue, cb=on_msg) for s in contracts.MGMT_SUBJECTS]
         await nc.flush()
         return subs
 
@@ -109,23 +98,22 @@ async def serve_responders(
             await sub.unsubscribe()
         await nc.flush()
 
-    async def worker(requests: trio.MemoryReceiveChannel[tuple[str, bytes, str]]) -> None:
-        async with requests:
-            async for subject, data, reply in requests:
-                result = await answer(mgmt, subject, data)
-                mgmt.metrics.requests.labels(subject, _outcome(result)).inc()
-                if not reply:
-                    continue
-                try:
-                    await bridge.call(nc.publish, reply, json.dumps(result).encode())
-                except Exception as exc:
-                    log.warning("reply not sent: %s", exc, extra={"subject": subject})
+    async def worker() -> None:
+        async for subject, data, reply in inbox:
+            result = await answer(mgmt, subject, data)
+            mgmt.metrics.requests.labels(subject, _outcome(result)).inc()
+            if not reply:
+                continue
+            try:
+                await bridge.call(nc.publish, reply, json.dumps(result).encode())
+            except Exception as exc:
+                log.warning("reply not sent: %s", exc, extra={"subject": subject})
 
     subs = await bridge.call(subscribe_all)
     try:
-        async with trio.open_nursery() as nursery, send, recv:
+        async with trio.open_nursery() as nursery:
             for _ in range(WORKERS):
-                nursery.start_soon(worker, recv.clone())
+                nursery.start_soon(worker)
             task_status.started()
             await trio.sleep_forever()
     finally:

@@ -116,23 +116,25 @@ async def apply_seed(mgmt: Management, path: Path) -> dict[str, int]:
     store = mgmt.store
     # Check everything against the store before writing anything.
     for i, gw in enumerate(gateways):
-        existing = store.gateway_by_factory_id(gw["factory_id"])
+        existing = await store.run(store.gateway_by_factory_id, gw["factory_id"])
         if existing is not None:
             if existing.tenant_id != gw["tenant_id"] or gw.get("id", existing.id) != existing.id:
                 raise SeedError(
                     f"{path}: gateways[{i}]: factory_id {gw['factory_id']!r} exists with "
                     "another tenant or id"
                 )
-        elif "id" in gw and store.get_gateway(gw["id"]) is not None:
+        elif "id" in gw and await store.run(store.get_gateway, gw["id"]) is not None:
             raise SeedError(f"{path}: gateways[{i}]: id {gw['id']} belongs to another gateway")
     seeded_tenants = {gw["tenant_id"] for gw in gateways}
     seeded_ids = {gw["id"]: gw["tenant_id"] for gw in gateways if "id" in gw}
     for i, cfg in enumerate(configs):
-        if cfg["tenant_id"] not in seeded_tenants and not store.tenant_exists(cfg["tenant_id"]):
+        if cfg["tenant_id"] not in seeded_tenants and not await store.run(
+            store.tenant_exists, cfg["tenant_id"]
+        ):
             raise SeedError(f"{path}: alert_configs[{i}]: unknown tenant {cfg['tenant_id']}")
         gid = cfg["gateway_id"]
         if gid is not None:
-            known = store.get_gateway(gid)
+            known = await store.run(store.get_gateway, gid)
             tenant = seeded_ids.get(gid) or (known.tenant_id if known else None)
             if tenant is None:
                 raise SeedError(f"{path}: alert_configs[{i}]: unknown gateway {gid}")
@@ -141,14 +143,14 @@ async def apply_seed(mgmt: Management, path: Path) -> dict[str, int]:
 
     created = 0
     for gw in gateways:
-        if store.gateway_by_factory_id(gw["factory_id"]) is None:
+        if await store.run(store.gateway_by_factory_id, gw["factory_id"]) is None:
             await mgmt.create_gateway(dict(gw))
             created += 1
     for cfg in configs:
         if cfg["gateway_id"] is None:
-            store.set_tenant_timeout(cfg["tenant_id"], cfg["timeout_ms"])
+            await store.run(store.set_tenant_timeout, cfg["tenant_id"], cfg["timeout_ms"])
         else:
-            store.set_gateway_timeout(cfg["gateway_id"], cfg["timeout_ms"])
+            await store.run(store.set_gateway_timeout, cfg["gateway_id"], cfg["timeout_ms"])
     return {
         "gateways_created": created,
         "gateways_total": len(gateways),

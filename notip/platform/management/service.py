@@ -28,8 +28,9 @@ import trio
 from nats.aio.client import Client as NATS
 from prometheus_client import CollectorRegistry
 
-from notip import bridge, natsio
+from notip import contracts, natsio
 from notip.httpserve import serve_http
+from notip.jetstream import publish as jetstream
 from notip.platform.management import consumers
 from notip.platform.management.admin import build_app
 from notip.platform.management.clock import Clock, system_clock
@@ -59,14 +60,10 @@ async def _not_connected(subject: str, body: bytes, *, msg_id: str) -> None:
 
 
 def jetstream_publisher(nc: NATS) -> Publisher:
-    async def publish(subject: str, body: bytes, *, msg_id: str) -> None:
-        async def op() -> None:
-            js = nc.jetstream()
-            await js.publish(
-                subject, body, timeout=PUBLISH_TIMEOUT_S, headers={"Nats-Msg-Id": msg_id}
-            )
+    js = nc.jetstream()
 
-        await bridge.call(op)
+    async def publish(subject: str, body: bytes, *, msg_id: str) -> None:
+        await jetstream.publish(js, subject, body, timeout=PUBLISH_TIMEOUT_S, msg_id=msg_id)
 
     return publish
 
@@ -101,18 +98,18 @@ async def serve(
                 durables = (
                     (
                         consumers.Durable(
-                            "COMMAND_ACKS",
+                            contracts.COMMAND_ACKS.name,
                             settings.acks_durable,
-                            "command.ack.>",
+                            contracts.COMMAND_ACKS_ALL,
                             settings.consumer_inactive_threshold_s,
                         ),
                         mgmt.record_ack,
                     ),
                     (
                         consumers.Durable(
-                            "ALERTS",
+                            contracts.ALERTS.name,
                             settings.alerts_durable,
-                            "alert.>",
+                            contracts.ALERTS_ALL,
                             settings.consumer_inactive_threshold_s,
                         ),
                         mgmt.record_alert,

@@ -61,9 +61,9 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         env = Env(environ)
         url, nats_tls = env.nats_service()
-        db_path = env.path("MGMT_DB_PATH", Path("/data/mgmt.db"))
+        db_path = env.path("MGMT_DB_PATH", cls.db_path)
         key_file = env.optional_path("MGMT_KEY_FILE", must_exist=True)
-        http_addr = env.addr("HTTP_ADDR", ":8080")
+        http_addr = env.addr("HTTP_ADDR", cls.http_addr)
         if key_file is not None:
             try:
                 load_master_key(key_file)

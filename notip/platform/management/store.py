@@ -1,12 +1,11 @@
 """The management stand-in's own SQLite store (`MGMT_DB_PATH`): a normal file.
 
-Calls are synchronous and run inline on the Trio thread. Each method is one short
-statement or one `BEGIN IMMEDIATE … COMMIT` transaction on a local file (well under a
-millisecond), so a thread hop would cost more than it saves; and because no
-transaction ever spans an `await`, concurrent Trio tasks sharing the one connection
-can never interleave inside a transaction. The slow part of this service (scrypt) runs
-in a worker thread elsewhere. Several instances may share one file (WAL mode,
-`busy_timeout`), which is how the queue-group test runs two of them.
+Opened through notip/sqlite.py, as the simulator's store is. Methods are synchronous:
+each is one short statement or one `BEGIN IMMEDIATE … COMMIT` transaction. The Trio
+side calls them through `Store.run`, on the store's one worker thread: several
+instances may share one file (WAL mode, `busy_timeout`: the queue-group test runs two
+of them), and a statement waiting for another instance's write lock must not block
+the event loop.
 
 Two separate notions of a gateway's state, as CONTRACTS §1.6/§7 need:
 - `status` — the runtime status reported by the data consumer (`online`/`offline`;
@@ -20,14 +19,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
-from notip.pki import touch_private
 from notip.platform.management.messages import Ack, Alert
+from notip.sqlite import Database
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 SCHEMA_VERSION = 1
 
@@ -172,38 +173,23 @@ def _gateway(row: sqlite3.Row | None) -> Gateway | None:
 class Store:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        if str(path) != ":memory:":
-            # Holds factory-key hashes and (sealed) gateway keys.
-            touch_private(self.path)
-        # isolation_level=None: autocommit; transactions are explicit (`_tx`).
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA busy_timeout = 5000")
-        self._db.execute("PRAGMA foreign_keys = ON")
-        if str(path) != ":memory:":
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = NORMAL")
+        # Holds factory-key hashes and (sealed) gateway keys: a private file.
+        self.db = Database(path)
         # Every statement is IF NOT EXISTS: safe to run by several instances at once.
-        self._db.executescript(SCHEMA)
-        self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self.db.executescript(SCHEMA)
+        self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a store method on the store's worker thread (notip/sqlite.py)."""
+        return await self.db.run(fn, *args, **kwargs)
 
     def close(self) -> None:
-        self._db.close()
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        self.db.close()
 
     # -- tenants and gateways ------------------------------------------------------------
 
     def tenant_exists(self, tenant_id: str) -> bool:
-        row = self._db.execute("SELECT 1 FROM tenants WHERE id = ?", (tenant_id,)).fetchone()
+        row = self.db.query_one("SELECT 1 FROM tenants WHERE id = ?", (tenant_id,))
         return row is not None
 
     def create_gateway(
@@ -218,7 +204,7 @@ class Store:
     ) -> None:
         """Create the gateway (and its tenant on first use) in one transaction.
         Raises Conflict when the factory id or the gateway id is taken."""
-        with self._tx() as db:
+        with self.db.transaction() as db:
             taken = db.execute(
                 "SELECT id, factory_id FROM gateways WHERE factory_id = ? OR id = ?",
                 (factory_id, gateway_id),
@@ -236,24 +222,20 @@ class Store:
             )
 
     def get_gateway(self, gateway_id: str) -> Gateway | None:
-        return _gateway(
-            self._db.execute("SELECT * FROM gateways WHERE id = ?", (gateway_id,)).fetchone()
-        )
+        return _gateway(self.db.query_one("SELECT * FROM gateways WHERE id = ?", (gateway_id,)))
 
     def gateway_by_factory_id(self, factory_id: str) -> Gateway | None:
         return _gateway(
-            self._db.execute(
-                "SELECT * FROM gateways WHERE factory_id = ?", (factory_id,)
-            ).fetchone()
+            self.db.query_one("SELECT * FROM gateways WHERE factory_id = ?", (factory_id,))
         )
 
     def list_gateways(self, tenant_id: str | None = None) -> list[Gateway]:
         if tenant_id is None:
-            rows = self._db.execute("SELECT * FROM gateways ORDER BY created_at, id").fetchall()
+            rows = self.db.query("SELECT * FROM gateways ORDER BY created_at, id")
         else:
-            rows = self._db.execute(
+            rows = self.db.query(
                 "SELECT * FROM gateways WHERE tenant_id = ? ORDER BY created_at, id", (tenant_id,)
-            ).fetchall()
+            )
         return [g for g in map(_gateway, rows) if g is not None]
 
     def complete_provisioning(
@@ -271,7 +253,7 @@ class Store:
         status online. Returns `ok`, `not_found` (unknown or decommissioned) or
         `conflict` (already provisioned with another key). Completing again with the
         same key is `ok`: a retried request whose first reply was lost."""
-        with self._tx() as db:
+        with self.db.transaction() as db:
             cur = db.execute(
                 "UPDATE gateways SET provisioned = 1, key_material = ?, key_version = ?,"
                 " send_frequency_ms = ?, firmware_version = ?, factory_key_hash = NULL,"
@@ -298,7 +280,7 @@ class Store:
         """Runtime status from the data consumer; never touches `paused`. An update
         older than what is stored (a delayed retry) is ignored. Returns `ok` or
         `not_found`."""
-        with self._tx() as db:
+        with self.db.transaction() as db:
             cur = db.execute(
                 "UPDATE gateways SET status = ?, last_seen_at = ?"
                 " WHERE id = ? AND decommissioned_at IS NULL"
@@ -313,11 +295,11 @@ class Store:
         return "ok" if exists else "not_found"
 
     def set_paused(self, gateway_id: str, paused: bool) -> None:
-        self._db.execute("UPDATE gateways SET paused = ? WHERE id = ?", (int(paused), gateway_id))
+        self.db.execute("UPDATE gateways SET paused = ? WHERE id = ?", (int(paused), gateway_id))
 
     def decommission(self, gateway_id: str, now: str) -> None:
         """Mark decommissioned and drop its secrets and its timeout override."""
-        self._db.execute(
+        self.db.execute(
             "UPDATE gateways SET decommissioned_at = ?, key_material = NULL,"
             " factory_key_hash = NULL, timeout_ms = NULL WHERE id = ? AND decommissioned_at IS NULL",
             (now, gateway_id),
@@ -326,28 +308,26 @@ class Store:
     # -- alert configs -------------------------------------------------------------------
 
     def set_tenant_timeout(self, tenant_id: str, timeout_ms: int) -> None:
-        self._db.execute(
+        self.db.execute(
             "UPDATE tenants SET default_timeout_ms = ? WHERE id = ?", (timeout_ms, tenant_id)
         )
 
     def set_gateway_timeout(self, gateway_id: str, timeout_ms: int | None) -> None:
-        self._db.execute(
-            "UPDATE gateways SET timeout_ms = ? WHERE id = ?", (timeout_ms, gateway_id)
-        )
+        self.db.execute("UPDATE gateways SET timeout_ms = ? WHERE id = ?", (timeout_ms, gateway_id))
 
     def alert_configs(self) -> list[dict[str, Any]]:
         """§1.6 `alert-configs.list`: tenant defaults (gateway_id null) and per-gateway
         overrides of live gateways."""
         out: list[dict[str, Any]] = [
             {"tenant_id": r["id"], "gateway_id": None, "timeout_ms": r["default_timeout_ms"]}
-            for r in self._db.execute(
+            for r in self.db.query(
                 "SELECT id, default_timeout_ms FROM tenants"
                 " WHERE default_timeout_ms IS NOT NULL ORDER BY id"
             )
         ]
         out += [
             {"tenant_id": r["tenant_id"], "gateway_id": r["id"], "timeout_ms": r["timeout_ms"]}
-            for r in self._db.execute(
+            for r in self.db.query(
                 "SELECT id, tenant_id, timeout_ms FROM gateways"
                 " WHERE timeout_ms IS NOT NULL AND decommissioned_at IS NULL ORDER BY tenant_id, id"
             )
@@ -355,9 +335,7 @@ class Store:
         return out
 
     def tenant_timeout(self, tenant_id: str) -> int | None:
-        row = self._db.execute(
-            "SELECT default_timeout_ms FROM tenants WHERE id = ?", (tenant_id,)
-        ).fetchone()
+        row = self.db.query_one("SELECT default_timeout_ms FROM tenants WHERE id = ?", (tenant_id,))
         return None if row is None else row["default_timeout_ms"]
 
     # -- commands ------------------------------------------------------------------------
@@ -372,17 +350,17 @@ class Store:
         payload: dict[str, Any],
         issued_at: str,
     ) -> None:
-        self._db.execute(
+        self.db.execute(
             "INSERT INTO commands (id, gateway_id, tenant_id, type, payload, issued_at)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             (command_id, gateway_id, tenant_id, type_, json.dumps(payload), issued_at),
         )
 
     def delete_command(self, command_id: str) -> None:
-        self._db.execute("DELETE FROM commands WHERE id = ?", (command_id,))
+        self.db.execute("DELETE FROM commands WHERE id = ?", (command_id,))
 
     def get_command(self, command_id: str) -> Command | None:
-        row = self._db.execute("SELECT * FROM commands WHERE id = ?", (command_id,)).fetchone()
+        row = self.db.query_one("SELECT * FROM commands WHERE id = ?", (command_id,))
         if row is None:
             return None
         values = dict(row)
@@ -393,7 +371,7 @@ class Store:
         """`recorded`, `duplicate` (the command already has an outcome: first one
         wins), `unknown` (no such command) or `wrong_gateway` (the ack's subject names
         another gateway or tenant than the command's: rejected, nothing written)."""
-        with self._tx() as db:
+        with self.db.transaction() as db:
             row = db.execute(
                 "SELECT gateway_id, tenant_id, status FROM commands WHERE id = ?", (ack.command_id,)
             ).fetchone()
@@ -413,7 +391,7 @@ class Store:
 
     def record_alert(self, alert: Alert, received_at: str) -> bool:
         """False when the same alert (tenant, gateway, lastSeen) is already recorded."""
-        cur = self._db.execute(
+        cur = self.db.execute(
             "INSERT OR IGNORE INTO alerts (tenant_id, gateway_id, type, last_seen, timeout_ms,"
             " timestamp, received_at) VALUES (?, ?, 'gateway_offline', ?, ?, ?, ?)",
             (
@@ -449,5 +427,5 @@ class Store:
                 "timestamp": r["timestamp"],
                 "received_at": r["received_at"],
             }
-            for r in self._db.execute(sql, args)
+            for r in self.db.query(sql, args)
         ]

@@ -23,8 +23,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from notip import contracts
 from notip.envelope import iso
-from notip.httpserve import metrics_endpoint
+from notip.httpserve import standard_routes
 from notip.platform.provisioning.onboarding import (
     Onboarded,
     OnboardError,
@@ -134,7 +135,7 @@ def build_app(
             )
             try:
                 await publish_audit(
-                    f"log.audit.{done.tenant_id}",
+                    contracts.audit_subject(done.tenant_id),
                     audit_event(done, req.factory_id),
                     f"provisioned-{done.gateway_id}",
                 )
@@ -149,22 +150,11 @@ def build_app(
             fields["duration_ms"] = round(elapsed * 1000, 1)
             audit_log.info("onboarding attempt", extra={"audit": "onboarding", **fields})
 
-    async def health(request: Request) -> Response:
-        if healthy():
-            return JSONResponse({"status": "ok"})
-        return JSONResponse({"status": "degraded", "nats": "disconnected"}, status_code=503)
-
-    metrics_fn = metrics_endpoint(registry)
-
-    async def metrics_route(request: Request) -> Response:
-        return metrics_fn(request)
-
     return Starlette(
         exception_handlers=JSON_ERRORS,
         routes=[
             Route("/provision/onboard", onboard, methods=["POST"]),
             Route("/api/provision/onboard", onboard, methods=["POST"]),
-            Route("/health", health, methods=["GET"]),
-            Route("/metrics", metrics_route, methods=["GET"]),
+            *standard_routes(registry, health_path="/health", nats_connected=healthy),
         ],
     )

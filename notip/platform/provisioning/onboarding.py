@@ -24,11 +24,9 @@ from typing import Any, Protocol
 import trio
 from cryptography import x509
 
-from notip import natsio, pki
+from notip import contracts, natsio, pki
 from notip.platform.validation import is_uuid
 
-VALIDATE = "internal.mgmt.factory.validate"
-COMPLETE = "internal.mgmt.provisioning.complete"
 AES_KEY_BYTES = 32
 KEY_VERSION = 1
 
@@ -173,7 +171,8 @@ class Onboarding:
 
     async def _validate(self, req: OnboardRequest) -> tuple[str, str]:
         answer = await self._ask(
-            VALIDATE, {"factory_id": req.factory_id, "factory_key": req.factory_key}
+            contracts.MGMT_FACTORY_VALIDATE,
+            {"factory_id": req.factory_id, "factory_key": req.factory_key},
         )
         if isinstance(answer, dict):
             error = answer.get("error")
@@ -209,13 +208,14 @@ class Onboarding:
         }
         if req.firmware_version is not None:
             body["firmware_version"] = req.firmware_version
-        answer = await self._ask(COMPLETE, body)
+        answer = await self._ask(contracts.MGMT_PROVISIONING_COMPLETE, body)
         if isinstance(answer, dict) and answer.get("success") is True:
             return
         # Refused. The usual cause is a concurrent onboarding with the same factory id
         # that completed first: ask again, so that the loser gets 409, not 503.
         again = await self._ask(
-            VALIDATE, {"factory_id": req.factory_id, "factory_key": req.factory_key}
+            contracts.MGMT_FACTORY_VALIDATE,
+            {"factory_id": req.factory_id, "factory_key": req.factory_key},
         )
         if isinstance(again, dict) and again.get("error") == "ALREADY_PROVISIONED":
             raise OnboardError(409, "ALREADY_PROVISIONED", "already_provisioned")

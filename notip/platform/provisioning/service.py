@@ -23,8 +23,9 @@ from cryptography import x509
 from nats.aio.client import Client as NATS
 from prometheus_client import CollectorRegistry
 
-from notip import bridge, natsio, pki
+from notip import natsio, pki
 from notip.httpserve import serve_http
+from notip.jetstream import publish as jetstream
 from notip.platform.provisioning.app import AuditPublisher, build_app
 from notip.platform.provisioning.onboarding import Onboarding, nats_requester
 from notip.platform.provisioning.settings import Settings
@@ -43,13 +44,10 @@ class ProvisioningInfo:
 
 
 def audit_publisher(nc: NATS) -> AuditPublisher:
-    async def publish(subject: str, body: bytes, msg_id: str) -> None:
-        async def op() -> None:
-            await nc.jetstream().publish(
-                subject, body, timeout=AUDIT_PUBLISH_TIMEOUT_S, headers={"Nats-Msg-Id": msg_id}
-            )
+    js = nc.jetstream()
 
-        await bridge.call(op)
+    async def publish(subject: str, body: bytes, msg_id: str) -> None:
+        await jetstream.publish(js, subject, body, timeout=AUDIT_PUBLISH_TIMEOUT_S, msg_id=msg_id)
 
     return publish
 

@@ -65,8 +65,8 @@ class Settings:
         url, nats_tls = env.nats_service()
         ca_dir = env.path("CA_CERTS_PATH")
         ca_key = env.path("CA_KEY_PATH", must_exist=True)
-        ttl = env.int("CERT_TTL_DAYS", 90, min=1, max=3650)
-        http_addr = env.addr("HTTP_ADDR", ":3000")
+        ttl = env.int("CERT_TTL_DAYS", cls.cert_ttl_days, min=1, max=3650)
+        http_addr = env.addr("HTTP_ADDR", cls.http_addr)
         ca_cert_obj = ca_key_obj = None
         if isinstance(ca_dir, Path):
             try:

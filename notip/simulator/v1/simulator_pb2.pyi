@@ -17,6 +17,38 @@ REST_PARTIAL_CODE_FIELD_NUMBER: int
 rest_partial_code: _descriptor.FieldDescriptor
 REST_SNAKE_CASE_FIELD_NUMBER: int
 rest_snake_case: _descriptor.FieldDescriptor
+RULES_FIELD_NUMBER: int
+rules: _descriptor.FieldDescriptor
+LESS_THAN_FIELD_NUMBER: int
+less_than: _descriptor.FieldDescriptor
+
+class FieldRules(_message.Message):
+    __slots__ = ("required", "uuid", "min", "max", "exclusive_min", "allowed", "max_len", "ignore_empty")
+    REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    UUID_FIELD_NUMBER: _ClassVar[int]
+    MIN_FIELD_NUMBER: _ClassVar[int]
+    MAX_FIELD_NUMBER: _ClassVar[int]
+    EXCLUSIVE_MIN_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    MAX_LEN_FIELD_NUMBER: _ClassVar[int]
+    IGNORE_EMPTY_FIELD_NUMBER: _ClassVar[int]
+    required: bool
+    uuid: bool
+    min: float
+    max: float
+    exclusive_min: float
+    allowed: _containers.RepeatedScalarFieldContainer[str]
+    max_len: int
+    ignore_empty: bool
+    def __init__(self, required: _Optional[bool] = ..., uuid: _Optional[bool] = ..., min: _Optional[float] = ..., max: _Optional[float] = ..., exclusive_min: _Optional[float] = ..., allowed: _Optional[_Iterable[str]] = ..., max_len: _Optional[int] = ..., ignore_empty: _Optional[bool] = ...) -> None: ...
+
+class LessThan(_message.Message):
+    __slots__ = ("field", "than")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    THAN_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    than: str
+    def __init__(self, field: _Optional[str] = ..., than: _Optional[str] = ...) -> None: ...
 
 class Gateway(_message.Message):
     __slots__ = ("id", "factory_id", "model", "firmware_version", "provisioned", "send_frequency_ms", "status", "tenant_id", "created_at", "desired_state", "connected", "last_error")

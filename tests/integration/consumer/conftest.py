@@ -1,5 +1,6 @@
 """Harness for the consumer's integration tests: real NATS (mTLS) and PostgreSQL,
-scripted management responders, envelope publishing, polling helpers.
+scripted management responders, envelope publishing, metric and database helpers
+(waiting for a condition: tests/waiting.py).
 
 Isolation on the shared session servers: every consumer instance gets unique durable
 names and a unique liveness-feed subject, starts its durable with
@@ -12,10 +13,10 @@ import json
 import os
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlparse
 
 import asyncpg
@@ -29,8 +30,6 @@ from notip.consumer.settings import Settings
 from notip.envelope import Envelope, seal
 from notip.localservers import NatsServer
 from notip.pki import PkiPaths
-
-T = TypeVar("T")
 
 KEY = bytes(range(32))
 
@@ -92,24 +91,7 @@ async def start_consumer(nursery: trio.Nursery, env: dict[str, str]) -> ServiceI
     return info
 
 
-# -- polling ----------------------------------------------------------------------------
-
-
-async def eventually(
-    check: Callable[[], Any], *, timeout: float = 20, what: str = "condition"
-) -> Any:
-    """Poll until `check()` is truthy; fail after `timeout` naming `what`."""
-    try:
-        with trio.fail_after(timeout):
-            while True:
-                result = check()
-                if isinstance(result, Awaitable):
-                    result = await result
-                if result:
-                    return result
-                await trio.sleep(0.05)
-    except trio.TooSlowError:
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}") from None
+# -- metrics ----------------------------------------------------------------------------
 
 
 def metric(info: ServiceInfo, name: str, **labels: str) -> float:

@@ -12,13 +12,13 @@ import trio
 from notip import bridge, natsio
 from notip.consumer.ingest import MAX_PAYLOAD_BYTES
 from notip.envelope import parse_iso
+from tests.waiting import eventually
 
 from .conftest import (
     Collector,
     count_rows,
     encode,
     envelope,
-    eventually,
     execute,
     metric,
     publish,

@@ -19,12 +19,12 @@ from notip.consumer.metrics import ConsumerMetrics
 from notip.consumer.mgmt import MgmtClient
 from notip.consumer.service import ServiceInfo
 from notip.envelope import parse_iso
+from tests.waiting import eventually
 
 from .conftest import (
     Collector,
     FakeMgmt,
     count_rows,
-    eventually,
     execute,
     metric,
     publish,

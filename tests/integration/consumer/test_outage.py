@@ -19,12 +19,12 @@ import trio
 from notip import bridge, natsio
 from notip.localservers import PostgresServer
 from notip.pki import PkiPaths
+from tests.waiting import eventually
 
 from .conftest import (
     count_rows,
     encode,
     envelope,
-    eventually,
     metric,
     publish,
     publish_telemetry,

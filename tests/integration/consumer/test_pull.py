@@ -13,12 +13,14 @@ from nats.aio.msg import Msg
 from nats.js import api
 
 from notip import bridge, natsio
-from notip.consumer.pull import BatchPuller, ensure_pull_consumer, settle
+from notip.jetstream.consumers import ensure_pull_consumer
+from notip.jetstream.pull import BatchPuller, settle
 from notip.localservers import NatsServer
 from notip.pki import PkiPaths
+from tests.waiting import eventually
 
 from ...conftest import service_tls
-from .conftest import count_rows, eventually, metric, publish_telemetry, start_consumer
+from .conftest import count_rows, metric, publish_telemetry, start_consumer
 
 EnvFactory = Callable[..., dict[str, str]]
 

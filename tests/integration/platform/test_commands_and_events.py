@@ -16,6 +16,7 @@ from notip.envelope import parse_iso
 from notip.localservers import NatsServer
 from notip.pki import PkiPaths
 from tests.platform_fixtures import MgmtHandle, mgmt_settings, running_mgmt
+from tests.waiting import eventually
 
 
 class Inbox:
@@ -38,9 +39,9 @@ class Inbox:
         return self
 
     async def wait(self, count: int = 1) -> list[tuple[str, Any, dict[str, str]]]:
-        with trio.fail_after(15):
-            while len(self.got) < count:
-                await trio.sleep(0.02)
+        await eventually(
+            lambda: len(self.got) >= count, timeout=15, every=0.02, what=f"{count} message(s)"
+        )
         await bridge.call(self.sub.unsubscribe)
         return self.got
 

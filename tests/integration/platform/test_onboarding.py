@@ -27,6 +27,7 @@ from tests.platform_fixtures import (
     provisioning_settings,
     running_provisioning,
 )
+from tests.waiting import eventually
 
 
 async def test_onboarding_signs_the_csr_and_stores_the_key(
@@ -78,9 +79,7 @@ async def test_onboarding_signs_the_csr_and_stores_the_key(
     assert state["provisioned"] and state["status"] == "online"
     assert state["send_frequency_ms"] == 750
 
-    with trio.fail_after(10):
-        while not audit:
-            await trio.sleep(0.02)
+    await eventually(lambda: audit, timeout=10, every=0.02, what="the audit event")
     await bridge.call(sub.unsubscribe)
     event = audit[0]
     assert event["event"] == "gateway.provisioned"

@@ -19,6 +19,7 @@ from notip import bridge, natsio
 from notip.localservers import NatsServer
 from notip.pki import PkiPaths
 from tests.platform_fixtures import MgmtHandle, mgmt_settings, running_mgmt
+from tests.waiting import eventually, stays_true
 
 VALIDATE = "internal.mgmt.factory.validate"
 COMPLETE = "internal.mgmt.provisioning.complete"
@@ -171,11 +172,16 @@ async def test_two_instances_give_exactly_one_reply_per_request(
                 b = _answered((await http.get(second.url + "/metrics")).text)
                 return a, b
 
-            with trio.fail_after(20):
-                while len(replies) < n or sum(await answered()) < n:
-                    await trio.sleep(0.02)
-            # Everything asked for has arrived; give a duplicate a moment to show up.
-            await trio.sleep(0.5)
+            async def all_answered() -> bool:
+                return len(replies) >= n and sum(await answered()) >= n
+
+            async def nothing_more() -> bool:
+                return len(replies) == n and sum(await answered()) == n
+
+            await eventually(all_answered, every=0.02)
+            # Everything asked for has arrived. Silence: no duplicate answer or reply
+            # shows up within a further half second (proving it takes the window).
+            await stays_true(nothing_more, for_s=0.5, every=0.1)
             first_count, second_count = await answered()
         await bridge.call(sub.unsubscribe)
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -25,13 +25,12 @@ import trio
 
 from notip import bridge
 from notip.localservers import NatsServer
+from notip.natsio import TlsFiles
 from notip.pki import PkiPaths
 from notip.simulator import service
 from notip.simulator.service import Simulator, SimulatorInfo
 from notip.simulator.settings import Settings
 from tests.platform_fixtures import MgmtHandle, SeededGateway
-
-T = TypeVar("T")
 
 FAST_MS = 200
 
@@ -42,9 +41,7 @@ def simulator_settings(
     base = Settings(
         provisioning_url=provisioning_url,
         nats_url=nats_server.url,
-        nats_ca_cert_path=pki.ca_cert,
-        nats_tls_cert=pki.cert("simulator"),
-        nats_tls_key=pki.key("simulator"),
+        nats_tls=TlsFiles(pki.ca_cert, pki.cert("simulator"), pki.key("simulator")),
         sqlite_path=db,
         http_addr="127.0.0.1:0",
         metrics_addr="127.0.0.1:0",
@@ -58,26 +55,6 @@ def simulator_settings(
         shutdown_grace_s=1.0,
     )
     return dataclasses.replace(base, **over)
-
-
-async def eventually(
-    check: Callable[[], Awaitable[T] | T], *, timeout: float = 15.0, interval: float = 0.05
-) -> T:
-    """Poll `check` until it returns something truthy (or stops raising
-    AssertionError); returns that value."""
-    last: BaseException | None = None
-    with trio.move_on_after(timeout):
-        while True:
-            try:
-                result = check()
-                if isinstance(result, Awaitable):
-                    result = await result
-                if result:
-                    return result  # type: ignore[return-value]
-            except AssertionError as exc:
-                last = exc
-            await trio.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s") from last
 
 
 @dataclass

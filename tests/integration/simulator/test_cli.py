@@ -10,7 +10,9 @@ import uuid
 
 import trio
 
-from .conftest import SimHandle, eventually
+from tests.waiting import eventually
+
+from .conftest import SimHandle
 
 
 async def notip(

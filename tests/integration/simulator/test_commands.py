@@ -11,8 +11,9 @@ from typing import Any
 import trio
 
 from notip import bridge, envelope
+from tests.waiting import eventually, stays_true
 
-from .conftest import SimHandle, capture, eventually
+from .conftest import SimHandle, capture
 
 
 async def publish_command(nc: Any, tenant: str, gateway: str, body: dict[str, Any]) -> None:
@@ -73,8 +74,9 @@ async def test_status_aliases_pause_and_resume(sim: SimHandle, nc: Any) -> None:
     await eventually(lambda: any(a["command_id"] == paused["commandId"] for a in acks.bodies()))
     assert (await sim.gateway(gid))["status"] == "paused"
     mark = len(cap)
-    await trio.sleep(0.8)  # eight periods of silence
-    assert len(cap) <= mark + 1  # at most the tick in flight when the ack went out
+    # Silence: eight periods while paused (proving it takes the whole window); at most
+    # the tick in flight when the ack went out.
+    await stays_true(lambda: len(cap) <= mark + 1, for_s=0.8, what="no reading while paused")
 
     offline = command("config_update", {"status": "gateway offline"})
     await publish_command(nc, tenant, gid, offline)
@@ -180,7 +182,7 @@ async def test_a_command_after_a_reconnect_does_not_wait_for_the_pull_to_expire(
     lost it, e.g. a nats-server restart; this test cannot tell that part apart.)"""
     import dataclasses
 
-    from notip.simulator import natslink
+    from notip import contracts
 
     from .conftest import running_simulator
 
@@ -193,7 +195,18 @@ async def test_a_command_after_a_reconnect_does_not_wait_for_the_pull_to_expire(
         runtime = sim.sim.registry.runtime(gw["id"])
         assert runtime is not None and runtime._nc is not None
         reconnects = sim.sample("notip_sim_nats_reconnects_total", gateway_id=gw["id"])
-        await trio.sleep(0.5)  # let the first pull request reach the server
+
+        async def pull_request_waiting() -> bool:
+            info = await bridge.call(
+                nc.jetstream().consumer_info,
+                contracts.COMMANDS.name,
+                contracts.command_durable(gw["id"]),
+            )
+            return bool(info.num_waiting)
+
+        # The first pull request has reached the server: breaking the connection now
+        # leaves it outstanding there.
+        await eventually(pull_request_waiting)
         conn = runtime._nc
 
         async def abort() -> None:
@@ -206,7 +219,7 @@ async def test_a_command_after_a_reconnect_does_not_wait_for_the_pull_to_expire(
                 and runtime.connected
             )
         )
-        acks = await capture(nc, natslink.ack_subject(seeded.tenant_id, gw["id"]))
+        acks = await capture(nc, contracts.command_ack_subject(seeded.tenant_id, gw["id"]))
         body = command("config_update", {"send_frequency_ms": 1000})
         await publish_command(nc, seeded.tenant_id, gw["id"], body)
         with trio.fail_after(20):  # far less than the 120 s pull request

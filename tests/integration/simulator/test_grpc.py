@@ -170,3 +170,92 @@ async def test_grpcurl_list_describe_and_call(sim: SimHandle) -> None:
     assert missing.returncode != 0 and b"NotFound" in missing.stderr
     checked = await run_grpcurl("-plaintext", target, "grpc.health.v1.Health/Check")
     assert json.loads(checked.stdout) == {"status": "SERVING"}
+
+
+async def test_request_rules_answer_alike_on_both_faces(sim: SimHandle) -> None:
+    """One validator (validation.py, from the proto's rules) behind both faces: the
+    same broken request is INVALID_ARGUMENT over gRPC and 400 over REST, with the same
+    message, before any lookup (the ids below exist nowhere)."""
+    from notip.simulator.v1 import simulator_pb2 as pb
+    from notip.simulator.v1 import simulator_pb2_grpc as pb_grpc
+
+    gid, sid = str(uuid.uuid4()), str(uuid.uuid4())
+    cases: list[tuple[str, Any, str, str, dict[str, Any] | None]] = [
+        (
+            "CreateGateway",
+            pb.CreateGatewayRequest(factory_id="f", factory_key="k", send_frequency_ms=-1),
+            "POST",
+            "/sim/gateways",
+            {"factoryId": "f", "factoryKey": "k", "sendFrequencyMs": -1},
+        ),
+        (
+            "BulkCreateGateways",
+            pb.BulkCreateGatewaysRequest(factory_key="k"),
+            "POST",
+            "/sim/gateways/bulk",
+            {"factoryKey": "k"},
+        ),
+        ("GetGateway", pb.GetGatewayRequest(id="nope"), "GET", "/sim/gateways/nope", None),
+        (
+            "AddSensor",
+            pb.AddSensorRequest(gateway_id=gid, type="humidity", min_range=2, max_range=1),
+            "POST",
+            f"/sim/gateways/{gid}/sensors",
+            {"type": "humidity", "minRange": 2, "maxRange": 1},
+        ),
+        (
+            "AddSensor",
+            pb.AddSensorRequest(gateway_id=gid, type="lava", max_range=1),
+            "POST",
+            f"/sim/gateways/{gid}/sensors",
+            {"type": "lava", "maxRange": 1},
+        ),
+        (
+            "InjectNetworkDegradation",
+            pb.NetworkDegradationRequest(gateway_id=gid, duration_seconds=1, packet_loss_pct=150),
+            "POST",
+            f"/sim/gateways/{gid}/anomaly/network-degradation",
+            {"duration_seconds": 1, "packet_loss_pct": 150},
+        ),
+        (
+            "InjectDisconnect",
+            pb.DisconnectRequest(gateway_id=gid, duration_seconds=-1),
+            "POST",
+            f"/sim/gateways/{gid}/anomaly/disconnect",
+            {"duration_seconds": -1},
+        ),
+        (
+            "InjectOutlier",
+            pb.OutlierRequest(sensor_id=sid, value=float("nan")),
+            "POST",
+            f"/sim/sensors/{sid}/anomaly/outlier",
+            None,  # NaN is no JSON number: the REST twin is checked below
+        ),
+    ]
+
+    def grpc_errors() -> list[tuple[grpc.StatusCode, str]]:
+        out = []
+        with grpc.insecure_channel(sim.grpc_target) as ch:
+            stub = pb_grpc.SimulatorServiceStub(ch)
+            for rpc, request, *_ in cases:
+                try:
+                    getattr(stub, rpc)(request, timeout=30)
+                except grpc.RpcError as exc:
+                    out.append((exc.code(), exc.details() or ""))
+                else:
+                    out.append((grpc.StatusCode.OK, ""))
+            try:
+                next(iter(stub.WatchGateway(pb.WatchGatewayRequest(gateway_id="x"), timeout=30)))
+            except grpc.RpcError as exc:
+                out.append((exc.code(), exc.details() or ""))
+        return out
+
+    got = await trio.to_thread.run_sync(grpc_errors)
+    assert all(code == grpc.StatusCode.INVALID_ARGUMENT for code, _ in got), got
+    assert got[-1][1] == "gatewayId is not a UUID: 'x'"
+    assert got[-2][1] == "value must be a finite number"
+    for (_, method, path, body), (_, message) in zip(
+        [c[1:] for c in cases[:-1]], got[:-2], strict=True
+    ):
+        r = await sim.http.request(method, path, json=body)
+        assert (r.status_code, r.json()) == (400, {"error": message}), (path, body)

@@ -11,10 +11,12 @@ from typing import Any
 import trio
 
 from notip import bridge
+from notip.natsio import TlsFiles
 from notip.simulator.settings import Settings
 from tests.platform_fixtures import MgmtHandle
+from tests.waiting import eventually, stays_true
 
-from .conftest import SimHandle, capture, eventually, running_simulator
+from .conftest import SimHandle, capture, running_simulator
 
 
 async def test_decommission_event_forgets_the_gateway(sim: SimHandle, nc: Any) -> None:
@@ -94,8 +96,8 @@ async def test_restore_after_restart(
         assert len(sensors) == 1
         # the paused one is connected (it takes commands) but silent
         await eventually(lambda: sim.sim.registry.get(paused["id"]).connected)
-        await trio.sleep(0.5)
-        assert len(cap_paused) == 0
+        # Silence: no reading from the paused gateway (proving it takes the whole window).
+        await stays_true(lambda: len(cap_paused) == 0, for_s=0.5, what="the paused one silent")
 
     # without RECOVERY_MODE stored gateways are listed but not started
     plain = dataclasses.replace(settings, recovery_mode=False)
@@ -110,7 +112,7 @@ async def test_provisioned_certificate_path(sim_settings: Settings, mgmt: MgmtHa
     """Without NATS_TLS_CERT/KEY each gateway connects with its own provisioned
     certificate. The test server maps no gateway identity, so it must reject it: the
     gateway reports the failure and keeps retrying, the control plane stays fine."""
-    settings = dataclasses.replace(sim_settings, nats_tls_cert=None, nats_tls_key=None)
+    settings = dataclasses.replace(sim_settings, nats_tls=TlsFiles(sim_settings.nats_tls.ca))
     async with running_simulator(settings, mgmt) as sim:
         assert not sim.info.decommission_listener  # needs a service identity
         gw, _ = await sim.create(send_frequency_ms=100)

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from notip import contracts
 from notip.platform.management import responders
 from notip.platform.management.core import Forbidden, Management, NotFound, Unavailable
 from notip.platform.management.keys import KeySealer
@@ -70,8 +71,8 @@ async def _gateway(
     return {"id": gid, "tenant": tenant, "factory_id": factory_id, "key": key}
 
 
-def _complete(mgmt: Management, gid: str, key: bytes | None = None) -> dict[str, Any]:
-    return mgmt.provisioning_complete(
+async def _complete(mgmt: Management, gid: str, key: bytes | None = None) -> dict[str, Any]:
+    return await mgmt.provisioning_complete(
         {
             "gateway_id": gid,
             "key_material": base64.b64encode(key or os.urandom(32)).decode(),
@@ -100,7 +101,7 @@ async def test_validate_success_and_invalid(mgmt: Management) -> None:
 
 async def test_already_provisioned_is_checked_before_the_key(mgmt: Management) -> None:
     gw = await _gateway(mgmt)
-    assert _complete(mgmt, gw["id"]) == {"success": True}
+    assert await _complete(mgmt, gw["id"]) == {"success": True}
     for key in (gw["key"], "wrong"):
         answer = await mgmt.factory_validate({"factory_id": gw["factory_id"], "factory_key": key})
         assert answer == {"error": "ALREADY_PROVISIONED"}
@@ -113,11 +114,11 @@ async def test_complete_is_atomic_and_forgets_the_factory_key(
     mgmt: Management, clock: Clock
 ) -> None:
     gw = await _gateway(mgmt)
-    before = mgmt.store.get_gateway(gw["id"])
+    before = await mgmt.store.run(mgmt.store.get_gateway, gw["id"])
     assert before is not None and before.factory_key_hash is not None
     key = os.urandom(32)
-    assert _complete(mgmt, gw["id"], key) == {"success": True}
-    after = mgmt.store.get_gateway(gw["id"])
+    assert await _complete(mgmt, gw["id"], key) == {"success": True}
+    after = await mgmt.store.run(mgmt.store.get_gateway, gw["id"])
     assert after is not None
     assert after.provisioned and after.status == "online"
     assert after.factory_key_hash is None
@@ -127,7 +128,7 @@ async def test_complete_is_atomic_and_forgets_the_factory_key(
         "1.0.0",
         1,
     )
-    assert mgmt.keys(gw["id"]) == [
+    assert await mgmt.keys(gw["id"]) == [
         {"gateway_id": gw["id"], "key_material": base64.b64encode(key).decode(), "key_version": 1}
     ]
 
@@ -135,14 +136,17 @@ async def test_complete_is_atomic_and_forgets_the_factory_key(
 async def test_complete_retry_with_same_key_is_ok_other_key_is_refused(mgmt: Management) -> None:
     gw = await _gateway(mgmt)
     key = os.urandom(32)
-    assert _complete(mgmt, gw["id"], key) == {"success": True}
-    assert _complete(mgmt, gw["id"], key) == {"success": True}
-    assert _complete(mgmt, gw["id"], os.urandom(32)) == {"success": False, "error": "INTERNAL"}
-    assert base64.b64decode(mgmt.keys(gw["id"])[0]["key_material"]) == key
+    assert await _complete(mgmt, gw["id"], key) == {"success": True}
+    assert await _complete(mgmt, gw["id"], key) == {"success": True}
+    assert await _complete(mgmt, gw["id"], os.urandom(32)) == {
+        "success": False,
+        "error": "INTERNAL",
+    }
+    assert base64.b64decode((await mgmt.keys(gw["id"]))[0]["key_material"]) == key
 
 
 async def test_complete_not_found_and_malformed(mgmt: Management) -> None:
-    assert _complete(mgmt, str(uuid.uuid4())) == {"success": False, "error": "NOT_FOUND"}
+    assert await _complete(mgmt, str(uuid.uuid4())) == {"success": False, "error": "NOT_FOUND"}
     gw = await _gateway(mgmt)
     good = {
         "gateway_id": gw["id"],
@@ -157,12 +161,12 @@ async def test_complete_not_found_and_malformed(mgmt: Management) -> None:
         {"send_frequency_ms": 0},
         {"gateway_id": "nope"},
     ):
-        assert mgmt.provisioning_complete({**good, **change}) == {
+        assert await mgmt.provisioning_complete({**good, **change}) == {
             "success": False,
             "error": "INTERNAL",
         }
-    assert not mgmt.store.get_gateway(gw["id"]).provisioned  # type: ignore[union-attr]
-    assert mgmt.provisioning_complete(good) == {"success": True}
+    assert not (await mgmt.store.run(mgmt.store.get_gateway, gw["id"])).provisioned  # type: ignore[union-attr]
+    assert await mgmt.provisioning_complete(good) == {"success": True}
 
 
 # -- gateway status ----------------------------------------------------------------------
@@ -170,24 +174,24 @@ async def test_complete_not_found_and_malformed(mgmt: Management) -> None:
 
 async def test_update_status_aliases_and_errors(mgmt: Management) -> None:
     gw = await _gateway(mgmt)
-    _complete(mgmt, gw["id"])
+    await _complete(mgmt, gw["id"])
     upd = {
         "gateway_id": gw["id"],
         "status": "Gateway-Offline",
         "last_seen_at": "2030-01-01T00:00:00Z",
     }
-    assert mgmt.update_status(upd) == {"success": True}
-    assert mgmt.get_status({"gateway_id": gw["id"], "tenant_id": gw["tenant"]}) == {
+    assert await mgmt.update_status(upd) == {"success": True}
+    assert await mgmt.get_status({"gateway_id": gw["id"], "tenant_id": gw["tenant"]}) == {
         "gateway_id": gw["id"],
         "state": "offline",
     }
     invalid = {"success": False, "error": "INVALID_PAYLOAD"}
-    assert mgmt.update_status({**upd, "status": "paused"}) == invalid  # not a runtime status
-    assert mgmt.update_status({**upd, "status": "sleepy"}) == invalid
-    assert mgmt.update_status({**upd, "last_seen_at": "2030-01-01T00:00:00"}) == invalid
-    assert mgmt.update_status({**upd, "gateway_id": "x"}) == invalid
-    assert mgmt.update_status("nope") == invalid
-    assert mgmt.update_status({**upd, "gateway_id": str(uuid.uuid4())}) == {
+    assert await mgmt.update_status({**upd, "status": "paused"}) == invalid  # not a runtime status
+    assert await mgmt.update_status({**upd, "status": "sleepy"}) == invalid
+    assert await mgmt.update_status({**upd, "last_seen_at": "2030-01-01T00:00:00"}) == invalid
+    assert await mgmt.update_status({**upd, "gateway_id": "x"}) == invalid
+    assert await mgmt.update_status("nope") == invalid
+    assert await mgmt.update_status({**upd, "gateway_id": str(uuid.uuid4())}) == {
         "success": False,
         "error": "NOT_FOUND",
     }
@@ -195,41 +199,41 @@ async def test_update_status_aliases_and_errors(mgmt: Management) -> None:
 
 async def test_runtime_status_never_clears_a_pause(mgmt: Management) -> None:
     gw = await _gateway(mgmt)
-    _complete(mgmt, gw["id"])
-    mgmt.set_paused(gw["id"], True)
+    await _complete(mgmt, gw["id"])
+    await mgmt.set_paused(gw["id"], True)
     upd = {"gateway_id": gw["id"], "status": "online", "last_seen_at": "2030-01-01T00:00:00Z"}
-    assert mgmt.update_status(upd) == {"success": True}
+    assert await mgmt.update_status(upd) == {"success": True}
     req = {"gateway_id": gw["id"], "tenant_id": gw["tenant"]}
-    assert mgmt.get_status(req)["state"] == "paused"
-    assert mgmt.gateway(gw["id"])["status"] == "online"
-    mgmt.set_paused(gw["id"], False)
-    assert mgmt.get_status(req)["state"] == "online"
+    assert (await mgmt.get_status(req))["state"] == "paused"
+    assert (await mgmt.gateway(gw["id"]))["status"] == "online"
+    await mgmt.set_paused(gw["id"], False)
+    assert (await mgmt.get_status(req))["state"] == "online"
 
 
 async def test_stale_status_update_is_ignored(mgmt: Management) -> None:
     gw = await _gateway(mgmt)
-    _complete(mgmt, gw["id"])
+    await _complete(mgmt, gw["id"])
     new = {"gateway_id": gw["id"], "status": "online", "last_seen_at": "2030-01-01T00:00:10Z"}
     old = {"gateway_id": gw["id"], "status": "offline", "last_seen_at": "2030-01-01T00:00:05Z"}
-    assert mgmt.update_status(new) == {"success": True}
-    assert mgmt.update_status(old) == {"success": True}
-    assert mgmt.gateway(gw["id"])["status"] == "online"
+    assert await mgmt.update_status(new) == {"success": True}
+    assert await mgmt.update_status(old) == {"success": True}
+    assert (await mgmt.gateway(gw["id"]))["status"] == "online"
 
 
 async def test_get_status_states_and_unknowns(mgmt: Management) -> None:
     gw = await _gateway(mgmt)
     req = {"gateway_id": gw["id"], "tenant_id": gw["tenant"]}
-    assert mgmt.get_status(req) == {"gateway_id": gw["id"], "state": "provisioning"}
-    _complete(mgmt, gw["id"])
-    assert mgmt.get_status(req)["state"] == "online"
+    assert await mgmt.get_status(req) == {"gateway_id": gw["id"], "state": "provisioning"}
+    await _complete(mgmt, gw["id"])
+    assert (await mgmt.get_status(req))["state"] == "online"
     other_tenant = {"gateway_id": gw["id"], "tenant_id": str(uuid.uuid4())}
-    assert mgmt.get_status(other_tenant) == {"gateway_id": gw["id"], "error": "NOT_FOUND"}
+    assert await mgmt.get_status(other_tenant) == {"gateway_id": gw["id"], "error": "NOT_FOUND"}
     missing = str(uuid.uuid4())
-    assert mgmt.get_status({"gateway_id": missing, "tenant_id": gw["tenant"]}) == {
+    assert await mgmt.get_status({"gateway_id": missing, "tenant_id": gw["tenant"]}) == {
         "gateway_id": missing,
         "error": "NOT_FOUND",
     }
-    assert mgmt.get_status({"tenant_id": gw["tenant"]}) == {"error": "INVALID_PAYLOAD"}
+    assert await mgmt.get_status({"tenant_id": gw["tenant"]}) == {"error": "INVALID_PAYLOAD"}
 
 
 # -- alert configs -----------------------------------------------------------------------
@@ -237,24 +241,28 @@ async def test_get_status_states_and_unknowns(mgmt: Management) -> None:
 
 async def test_alert_configs(mgmt: Management) -> None:
     gw = await _gateway(mgmt)
-    assert mgmt.alert_configs_list() == []
-    mgmt.set_tenant_timeout({"tenant_id": gw["tenant"], "tenant_unreachable_timeout_ms": 30000})
-    mgmt.set_gateway_timeout(gw["id"], {"gateway_unreachable_timeout_ms": 5000})
-    assert mgmt.alert_configs_list() == [
+    assert await mgmt.alert_configs_list() == []
+    await mgmt.set_tenant_timeout(
+        {"tenant_id": gw["tenant"], "tenant_unreachable_timeout_ms": 30000}
+    )
+    await mgmt.set_gateway_timeout(gw["id"], {"gateway_unreachable_timeout_ms": 5000})
+    assert await mgmt.alert_configs_list() == [
         {"tenant_id": gw["tenant"], "gateway_id": None, "timeout_ms": 30000},
         {"tenant_id": gw["tenant"], "gateway_id": gw["id"], "timeout_ms": 5000},
     ]
-    mgmt.clear_gateway_timeout(gw["id"])
-    assert mgmt.alert_configs_list() == [
+    await mgmt.clear_gateway_timeout(gw["id"])
+    assert await mgmt.alert_configs_list() == [
         {"tenant_id": gw["tenant"], "gateway_id": None, "timeout_ms": 30000}
     ]
     with pytest.raises(NotFound, match="tenant"):
-        mgmt.set_tenant_timeout(
+        await mgmt.set_tenant_timeout(
             {"tenant_id": str(uuid.uuid4()), "tenant_unreachable_timeout_ms": 1000}
         )
     with pytest.raises(BadInput):
-        mgmt.set_tenant_timeout({"tenant_id": gw["tenant"], "tenant_unreachable_timeout_ms": -1})
-    assert mgmt.alert_configs_list()[0]["timeout_ms"] == 30000
+        await mgmt.set_tenant_timeout(
+            {"tenant_id": gw["tenant"], "tenant_unreachable_timeout_ms": -1}
+        )
+    assert (await mgmt.alert_configs_list())[0]["timeout_ms"] == 30000
 
 
 # -- admin ---------------------------------------------------------------------------------
@@ -285,7 +293,7 @@ async def test_create_gateway_conflicts_and_validation(mgmt: Management) -> None
         await mgmt.create_gateway(
             {"factory_id": "z", "factory_key": "k", "tenant_id": "t", "model": "m"}
         )
-    assert [g["id"] for g in mgmt.list_gateways(None)] == [gw["id"]]
+    assert [g["id"] for g in await mgmt.list_gateways(None)] == [gw["id"]]
 
 
 async def test_command_publish_failure_leaves_nothing(mgmt: Management, pub: Publisher) -> None:
@@ -293,7 +301,7 @@ async def test_command_publish_failure_leaves_nothing(mgmt: Management, pub: Pub
     pub.fail = True
     with pytest.raises(Unavailable):
         await mgmt.send_command(gw["id"], "config_update", {"send_frequency_ms": 100})
-    assert mgmt.store._db.execute("SELECT COUNT(*) FROM commands").fetchone()[0] == 0  # noqa: SLF001
+    assert mgmt.store.db.query("SELECT COUNT(*) FROM commands")[0][0] == 0
 
 
 async def test_command_published_and_times_out_lazily(
@@ -314,15 +322,15 @@ async def test_command_published_and_times_out_lazily(
     }
     assert msg_id == out["command_id"]
     clock.now = T0 + dt.timedelta(seconds=74)
-    assert mgmt.command_status(gw["id"], out["command_id"])["status"] == "queued"
+    assert (await mgmt.command_status(gw["id"], out["command_id"]))["status"] == "queued"
     clock.now = T0 + dt.timedelta(seconds=75)
-    assert mgmt.command_status(gw["id"], out["command_id"]) == {
+    assert await mgmt.command_status(gw["id"], out["command_id"]) == {
         "command_id": out["command_id"],
         "status": "timeout",
         "timestamp": "2026-03-01T12:01:15.000000Z",
     }
     with pytest.raises(NotFound):
-        mgmt.command_status(str(uuid.uuid4()), out["command_id"])
+        await mgmt.command_status(str(uuid.uuid4()), out["command_id"])
 
 
 async def test_acks_first_wins_and_wrong_gateway_is_rejected(mgmt: Management) -> None:
@@ -331,25 +339,26 @@ async def test_acks_first_wins_and_wrong_gateway_is_rejected(mgmt: Management) -
     cmd = await mgmt.send_command(gw["id"], "config_update", {"status": "paused"})
     cid = cmd["command_id"]
 
-    def ack(gateway: str, status: str, **extra: Any) -> str:
+    async def ack(gateway: str, status: str, **extra: Any) -> str:
         body = json.dumps({"commandId": cid, "status": status, **extra}).encode()
-        return mgmt.record_ack(f"command.ack.{gw['tenant']}.{gateway}", body)
+        return await mgmt.record_ack(f"command.ack.{gw['tenant']}.{gateway}", body)
 
-    assert ack(other["id"], "ack") == "wrong_gateway"
-    assert mgmt.command_status(gw["id"], cid)["status"] == "queued"
+    assert await ack(other["id"], "ack") == "wrong_gateway"
+    assert (await mgmt.command_status(gw["id"], cid))["status"] == "queued"
     assert (
-        ack(gw["id"], "nack", message="unsupported", timestamp="2026-03-01T12:00:01Z") == "recorded"
+        await ack(gw["id"], "nack", message="unsupported", timestamp="2026-03-01T12:00:01Z")
+        == "recorded"
     )
-    assert ack(gw["id"], "ack") == "duplicate"
-    assert mgmt.command_status(gw["id"], cid) == {
+    assert await ack(gw["id"], "ack") == "duplicate"
+    assert await mgmt.command_status(gw["id"], cid) == {
         "command_id": cid,
         "status": "nack",
         "message": "unsupported",
         "timestamp": "2026-03-01T12:00:01.000000Z",
     }
-    assert mgmt.record_ack(f"command.ack.{gw['tenant']}.{gw['id']}", b"{") == "malformed"
+    assert await mgmt.record_ack(f"command.ack.{gw['tenant']}.{gw['id']}", b"{") == "malformed"
     unknown = json.dumps({"command_id": str(uuid.uuid4()), "status": "ack"}).encode()
-    assert mgmt.record_ack(f"command.ack.{gw['tenant']}.{gw['id']}", unknown) == "unknown"
+    assert await mgmt.record_ack(f"command.ack.{gw['tenant']}.{gw['id']}", unknown) == "unknown"
 
 
 async def test_alerts_recorded_once(mgmt: Management) -> None:
@@ -362,10 +371,10 @@ async def test_alerts_recorded_once(mgmt: Management) -> None:
             "timestamp": "2026-03-01T12:00:00Z",
         }
     ).encode()
-    assert mgmt.record_alert(f"alert.gw_offline.{tenant}", body) == "recorded"
-    assert mgmt.record_alert(f"alert.gw_offline.{tenant}", body) == "duplicate"
-    assert mgmt.record_alert(f"alert.gw_offline.{tenant}", b"[]") == "malformed"
-    assert mgmt.alerts(tenant, None) == [
+    assert await mgmt.record_alert(f"alert.gw_offline.{tenant}", body) == "recorded"
+    assert await mgmt.record_alert(f"alert.gw_offline.{tenant}", body) == "duplicate"
+    assert await mgmt.record_alert(f"alert.gw_offline.{tenant}", b"[]") == "malformed"
+    assert await mgmt.alerts(tenant, None) == [
         {
             "gateway_id": gid,
             "tenant_id": tenant,
@@ -376,17 +385,17 @@ async def test_alerts_recorded_once(mgmt: Management) -> None:
             "received_at": "2026-03-01T12:00:00.000000Z",
         }
     ]
-    assert mgmt.alerts(None, str(uuid.uuid4())) == []
+    assert await mgmt.alerts(None, str(uuid.uuid4())) == []
 
 
 async def test_decommission(mgmt: Management, pub: Publisher) -> None:
     gw = await _gateway(mgmt)
-    _complete(mgmt, gw["id"])
+    await _complete(mgmt, gw["id"])
     pub.fail = True
     with pytest.raises(Unavailable):
         await mgmt.decommission(gw["id"])
-    assert mgmt.gateway(gw["id"])["lifecycle"] == "active"  # nothing written
-    assert mgmt.keys(gw["id"])
+    assert (await mgmt.gateway(gw["id"]))["lifecycle"] == "active"  # nothing written
+    assert await mgmt.keys(gw["id"])
     pub.fail = False
     await mgmt.decommission(gw["id"])
     assert pub.sent == [
@@ -396,14 +405,15 @@ async def test_decommission(mgmt: Management, pub: Publisher) -> None:
             f"decommission-{gw['id']}",
         )
     ]
-    assert mgmt.gateway(gw["id"])["lifecycle"] == "decommissioned"
+    assert (await mgmt.gateway(gw["id"]))["lifecycle"] == "decommissioned"
     with pytest.raises(Forbidden):
-        mgmt.keys(gw["id"])
+        await mgmt.keys(gw["id"])
     with pytest.raises(Conflict):
         await mgmt.decommission(gw["id"])
     with pytest.raises(Conflict):
         await mgmt.send_command(gw["id"], "config_update", {"status": "online"})
-    assert mgmt.store.get_gateway(gw["id"]).key_material is None  # type: ignore[union-attr]
+    gone = await mgmt.store.run(mgmt.store.get_gateway, gw["id"])
+    assert gone is not None and gone.key_material is None
 
 
 # -- responders: INTERNAL when the store fails --------------------------------------------
@@ -420,9 +430,13 @@ class BrokenStore:
 @pytest.mark.parametrize(
     ("subject", "body", "expected"),
     [
-        (responders.VALIDATE, {"factory_id": "f", "factory_key": "k"}, {"error": "INTERNAL"}),
         (
-            responders.COMPLETE,
+            contracts.MGMT_FACTORY_VALIDATE,
+            {"factory_id": "f", "factory_key": "k"},
+            {"error": "INTERNAL"},
+        ),
+        (
+            contracts.MGMT_PROVISIONING_COMPLETE,
             {
                 "gateway_id": str(uuid.UUID(int=1)),
                 "key_material": base64.b64encode(bytes(32)).decode(),
@@ -431,9 +445,9 @@ class BrokenStore:
             },
             {"success": False, "error": "INTERNAL"},
         ),
-        (responders.ALERT_CONFIGS, None, {"error": "INTERNAL"}),
+        (contracts.MGMT_ALERT_CONFIGS_LIST, None, {"error": "INTERNAL"}),
         (
-            responders.UPDATE_STATUS,
+            contracts.MGMT_GATEWAY_UPDATE_STATUS,
             {
                 "gateway_id": str(uuid.UUID(int=1)),
                 "status": "online",
@@ -442,7 +456,7 @@ class BrokenStore:
             {"success": False, "error": "INTERNAL"},
         ),
         (
-            responders.GET_STATUS,
+            contracts.MGMT_GATEWAY_GET_STATUS,
             {"gateway_id": str(uuid.UUID(int=1)), "tenant_id": str(uuid.UUID(int=2))},
             {"gateway_id": str(uuid.UUID(int=1)), "error": "INTERNAL"},
         ),

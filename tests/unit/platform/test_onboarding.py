@@ -16,9 +16,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from notip import pki
+from notip.contracts import MGMT_FACTORY_VALIDATE as VALIDATE
+from notip.contracts import MGMT_PROVISIONING_COMPLETE as COMPLETE
 from notip.platform.provisioning.onboarding import (
-    COMPLETE,
-    VALIDATE,
     MgmtUnreachable,
     OnboardError,
     Onboarding,

@@ -62,7 +62,7 @@ async def test_seed_loads_and_is_idempotent(mgmt: Management, tmp_path: Path) ->
     gateways = mgmt.store.list_gateways(TENANT)
     assert sorted(g.factory_id for g in gateways) == ["F-1", "F-2"]
     assert mgmt.store.get_gateway(GW_ID) is not None
-    assert mgmt.alert_configs_list() == [
+    assert await mgmt.alert_configs_list() == [
         {"tenant_id": TENANT, "gateway_id": None, "timeout_ms": 30000},
         {"tenant_id": TENANT, "gateway_id": GW_ID, "timeout_ms": 5000},
     ]
@@ -121,7 +121,7 @@ async def test_seed_problems_write_nothing(
     with pytest.raises(SeedError, match=match):
         await apply_seed(mgmt, _write(tmp_path, doc))
     assert mgmt.store.list_gateways() == []
-    assert mgmt.alert_configs_list() == []
+    assert await mgmt.alert_configs_list() == []
 
 
 async def test_seed_conflicting_with_the_store(mgmt: Management, tmp_path: Path) -> None:

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from notip.natsio import TlsFiles
 from notip.simulator import sensors
 from notip.simulator.events import EventHub
 from notip.simulator.gateway import GatewayDeps
 from notip.simulator.metrics import Metrics
-from notip.simulator.registry import GatewayRecord, SensorRecord
+from notip.simulator.model import GatewayRecord, SensorRecord
 from notip.simulator.settings import Settings
 from notip.simulator.store import Store
 
@@ -24,7 +25,7 @@ def make_settings(tmp_path: Path, **over: object) -> Settings:
     base = Settings(
         provisioning_url="http://127.0.0.1:9",
         nats_url="tls://127.0.0.1:9",
-        nats_ca_cert_path=tmp_path / "ca.crt",
+        nats_tls=TlsFiles(tmp_path / "ca.crt"),
         sqlite_path=tmp_path / "sim.db",
     )
     return dataclasses.replace(base, **over)  # type: ignore[arg-type]

@@ -39,7 +39,7 @@ class Ticks:
 async def start(nursery: trio.Nursery, runtime: GatewayRuntime, deps: GatewayDeps) -> Ticks:
     ticks = Ticks()
     nursery.start_soon(ticks.collect, deps.hub.subscribe(runtime.id))
-    nursery.start_soon(runtime._publisher)
+    nursery.start_soon(runtime.publisher)
     return ticks
 
 

@@ -338,3 +338,121 @@ async def test_openapi_document(http: httpx.AsyncClient) -> None:
     ]
     assert listing["type"] == "array"
     json.dumps(doc)  # serialisable
+
+
+@pytest.mark.parametrize(
+    "method,path,allow",
+    [
+        ("PUT", "/sim/gateways", "GET, HEAD, POST"),
+        ("DELETE", "/sim/gateways", "GET, HEAD, POST"),
+        ("PATCH", f"/sim/gateways/{GW}", "DELETE, GET, HEAD"),
+        ("GET", f"/sim/gateways/{GW}/start", "POST"),
+        ("OPTIONS", f"/sim/gateways/{GW}/sensors", "GET, HEAD, POST"),
+        ("TRACE", "/health", "GET, HEAD"),
+        ("POST", "/openapi.json", "GET, HEAD"),
+        ("GET", f"/sim/sensors/{GW}/anomaly/outlier", "POST"),
+    ],
+)
+async def test_405_lists_the_path_s_methods_in_allow(
+    http: httpx.AsyncClient, method: str, path: str, allow: str
+) -> None:
+    """RFC 9110 §15.5.6: a 405 carries Allow, listing every method of the path (not
+    only those of the first route Starlette matched)."""
+    r = await http.request(method, path)
+    assert r.status_code == 405
+    assert r.headers["allow"] == allow
+    assert r.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "body,fragment",
+    [
+        (b'{"value": null}', "value must not be null"),
+        (b'{"value": 1, "extra": 2}', "unknown field 'extra'"),
+        (b'{"value": null, "extra": 2}', "value must not be null"),
+        (b'{"extra": true}', "unknown field 'extra'"),
+        (b'{"value": false}', "value must be a number"),
+        (b'{"value": "12"}', "value must be a number"),
+        (b'{"value": "NaN"}', "value must be a number"),
+        (b'{"value": "Infinity"}', "value must be a number"),
+        (b'{"value": 1e400}', "value must be a finite number"),
+        (b'{"value": 1' + b"0" * 400 + b"}", "value must be a finite number"),
+        (b'{"sensor_id": null}', "sensor_id must not be null"),
+        (b'{"value": [1]}', "value must be a number"),
+        (b"[" * 100_000, "malformed JSON"),
+    ],
+)
+async def test_outlier_body_unknown_fields_and_nulls_are_400(
+    http: httpx.AsyncClient, ops: RecordingOps, body: bytes, fragment: str
+) -> None:
+    r = await http.post(
+        f"/sim/sensors/{GW}/anomaly/outlier",
+        content=body,
+        headers={"content-type": "application/json"},
+    )
+    assert r.status_code == 400, r.text
+    assert fragment in r.json()["error"]
+    assert not [name for name, _ in ops.calls if name == "InjectOutlier"]
+
+
+async def test_outlier_value_in_either_spelling_and_absent(
+    http: httpx.AsyncClient, ops: RecordingOps
+) -> None:
+    for body in ({"value": 7.5}, {}, {"value": 0}):
+        r = await http.post(f"/sim/sensors/{GW}/anomaly/outlier", json=body)
+        assert r.status_code == 204, (body, r.text)
+    got = [req for name, req in ops.calls if name == "InjectOutlier"]
+    assert [req.HasField("value") for req in got] == [True, False, True]
+    assert got[0].value == 7.5
+
+
+@pytest.mark.parametrize(
+    "path,body,fragment",
+    [
+        ("/sim/gateways", {"factoryId": "f", "factoryKey": "k", "colour": "red"}, "unknown field"),
+        ("/sim/gateways", {"factoryId": "f", "factoryKey": "k", "model": None}, "model must not"),
+        ("/sim/gateways", {"factory_id": None, "factoryKey": "k"}, "factoryId is required"),
+        (
+            "/sim/gateways",
+            {"factoryId": "f", "factoryKey": "k", "sendFrequencyMs": "500"},
+            "integer",
+        ),
+        ("/sim/gateways", {"factoryId": "f", "factoryKey": "k", "sendFrequencyMs": -1}, "within"),
+        ("/sim/gateways/bulk", {"factoryIds": ["a"], "factoryKey": "k", "x": 1}, "unknown field"),
+        ("/sim/gateways/bulk", {"factoryIds": [], "factoryKey": "k"}, "at least one"),
+        ("/sim/gateways/bulk", {"factoryIds": None, "factoryKey": "k"}, "factoryIds is required"),
+        (f"/sim/gateways/{GW}/sensors", {"type": "humidity", "maxRange": 1, "x": 0}, "unknown"),
+        (f"/sim/gateways/{GW}/sensors", {"type": None, "maxRange": 1}, "type is required"),
+        (f"/sim/gateways/{GW}/sensors", {"type": "humidity", "maxRange": True}, "number"),
+        (f"/sim/gateways/{GW}/sensors", {"type": "humidity", "minRange": 2, "maxRange": 1}, "less"),
+        (f"/sim/gateways/{GW}/sensors", {"type": "lava", "maxRange": 1}, "type must be one of"),
+        ("/sim/gateways/nope/sensors", {"type": "humidity", "maxRange": 1}, "not a UUID"),
+        (f"/sim/gateways/{GW}/anomaly/disconnect", {"duration_seconds": 1, "x": 0}, "unknown"),
+        (f"/sim/gateways/{GW}/anomaly/disconnect", {"duration_seconds": None}, "is required"),
+        (f"/sim/gateways/{GW}/anomaly/disconnect", {"buffer_while_offline": True}, "is required"),
+        (
+            f"/sim/gateways/{GW}/anomaly/network-degradation",
+            {"duration_seconds": 1, "packet_loss_pct": None},
+            "packet_loss_pct must not be null",
+        ),
+        (
+            f"/sim/gateways/{GW}/anomaly/network-degradation",
+            {"durationSeconds": 1, "packetLossPct": 101},
+            "packet_loss_pct must be within [0, 100]",
+        ),
+    ],
+)
+async def test_bodies_are_checked_alike_on_every_route(
+    http: httpx.AsyncClient, ops: RecordingOps, path: str, body: dict[str, Any], fragment: str
+) -> None:
+    r = await http.post(path, json=body)
+    assert r.status_code == 400, r.text
+    assert fragment in r.json()["error"]
+    assert ops.calls == []  # rejected before the operation
+
+
+async def test_openapi_document_is_served_with_the_rules(http: httpx.AsyncClient) -> None:
+    doc = (await http.get("/openapi.json")).json()
+    assert doc == json.loads(json.dumps(rest_gateway.openapi(rest_gateway.routes())))
+    create = doc["components"]["schemas"]["CreateGatewayRequest"]
+    assert create["required"] == ["factoryId", "factoryKey"]

@@ -2,13 +2,15 @@ from __future__ import annotations
 
 import math
 import random
+import uuid
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from notip.simulator import sensors
+from notip.simulator import sensors, validation
 from notip.simulator.sensors import SensorSpec
+from notip.simulator.v1 import simulator_pb2 as pb
 
 finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
 
@@ -81,8 +83,9 @@ def test_outlier_is_clearly_outside_the_range(lo: float, hi: float) -> None:
     "args,problem",
     [
         (("temperature", 0, 10, "uniform_random"), None),
-        (("lava", 0, 10, "uniform_random"), "unknown sensor type"),
-        (("temperature", 0, 10, "chaos"), "unknown algorithm"),
+        (("temperature", 0, 10, ""), None),  # the default algorithm
+        (("lava", 0, 10, "uniform_random"), "type must be one of"),
+        (("temperature", 0, 10, "chaos"), "algorithm must be one of"),
         (("temperature", 10, 10, "constant"), "minRange must be less than maxRange"),
         (("temperature", 11, 10, "constant"), "minRange must be less than maxRange"),
         (("temperature", float("nan"), 10, "constant"), "finite"),
@@ -90,7 +93,12 @@ def test_outlier_is_clearly_outside_the_range(lo: float, hi: float) -> None:
     ],
 )
 def test_validate(args: tuple[str, float, float, str], problem: str | None) -> None:
-    got = sensors.validate(*args)
+    """A sensor definition is checked by the proto's rules (validation.py)."""
+    type_, lo, hi, algorithm = args
+    request = pb.AddSensorRequest(
+        gateway_id=str(uuid.uuid4()), type=type_, min_range=lo, max_range=hi, algorithm=algorithm
+    )
+    got = validation.problem(request)
     if problem is None:
         assert got is None
     else:

@@ -96,4 +96,5 @@ def test_env_vars_lists_what_is_read() -> None:
         "GATEWAY_BUFFER_SIZE",
         "RECOVERY_MODE",
         "GRPC_ADDR",
+        "FIRMWARE_APPLY_MS",
     }

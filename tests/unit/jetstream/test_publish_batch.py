@@ -1,4 +1,4 @@
-"""natslink.publish_batch on nats-py's real JetStreamContext over a fake connection.
+"""jetstream.publish.publish_batch on nats-py's real JetStreamContext over a fake connection.
 
 The simulator's CPU depends on a tick's publishes not yielding to the event loop
 between one another (then nats-py's flusher writes the whole tick with one send; a
@@ -14,7 +14,7 @@ from typing import Any
 from nats.js import JetStreamContext
 from nats.nuid import NUID
 
-from notip.simulator import natslink
+from notip.jetstream import publish
 
 
 class FakeConnection:
@@ -49,7 +49,9 @@ def make_js(acks: bool, max_pending: int) -> tuple[FakeConnection, JetStreamCont
 def test_a_batch_publishes_without_yielding_between_envelopes() -> None:
     async def main() -> tuple[list[bool], list[bool]]:
         conn, js = make_js(acks=True, max_pending=100)
-        results = await natslink.publish_batch(js, "telemetry.data.t.g", [b"x"] * 5, 1.0)
+        results = await publish.publish_batch(
+            js, "telemetry.data.t.g", [b"x"] * 5, 1.0, max_pending=100
+        )
         return results, conn.loop_ran
 
     results, loop_ran = asyncio.run(main())
@@ -60,9 +62,23 @@ def test_a_batch_publishes_without_yielding_between_envelopes() -> None:
 def test_a_full_pending_window_still_waits_at_most_the_deadline() -> None:
     async def main() -> list[bool]:
         _, js = make_js(acks=False, max_pending=2)  # no PubAck ever arrives
-        return await natslink.publish_batch(js, "telemetry.data.t.g", [b"x"] * 4, 0.05)
+        return await publish.publish_batch(
+            js, "telemetry.data.t.g", [b"x"] * 4, 0.05, max_pending=2
+        )
 
     started = time.monotonic()
     results = asyncio.run(main())
     assert results == [False] * 4
     assert time.monotonic() - started < 2.0
+
+
+def test_would_stall_counts_publishes_in_flight() -> None:
+    async def main() -> list[bool]:
+        _, js = make_js(acks=False, max_pending=2)  # no PubAck ever arrives
+        seen = [publish.would_stall(js, 2)]
+        for _ in range(2):
+            await js.publish_async("telemetry.data.t.g", b"x")
+            seen.append(publish.would_stall(js, 2))
+        return seen
+
+    assert asyncio.run(main()) == [False, False, True]

@@ -1,11 +1,12 @@
-"""Continuous-credit batch pull on nats-py's *core* API (DESIGN §4).
+"""Pulling from durable JetStream consumers: the one way every daemon does it
+(DESIGN §4). Continuous-credit batch pull on nats-py's *core* API.
 
 Why not `js.pull_subscribe(...).fetch()`: under trio-asyncio every asyncio callback
 costs a trip through Trio, and `fetch()` runs `next_msg()` per message (a task and a
 `wait_for` each): ~10k msg/s here. This adapter costs ~0.02 callbacks per message:
 
-- one inbox subscription whose callback only appends to a buffer and, when a Trio
-  waiter asked for it, wakes that one waiter (`TrioToken.run_sync_soon`);
+- one inbox subscription whose callback only appends to a `Handoff` and, when a
+  Trio waiter asked for that many, wakes it (`TrioToken.run_sync_soon`);
 - pull requests published to `$JS.API.CONSUMER.MSG.NEXT.<stream>.<durable>` with the
   inbox as reply-to, keeping about 2x the batch of credit outstanding (`Credit`);
 - acks as plain publishes to each message's reply subject, sent in one burst by one
@@ -16,6 +17,14 @@ It handles the server's status replies (100 idle heartbeat, 404/408 request done
 expired, resets its credit on reconnect and when heartbeats stop (a stalled pull is
 re-issued), and reports `unbound` when the consumer is deleted under it.
 
+The same puller serves the control plane (management's ack and alert records, the
+decommission listeners, each simulated gateway's commands): `consume()` is the loop
+they share. It also avoids `fetch()`'s un-joined subscription queue, which makes
+nats-py's `drain()` hang (see natsio.drain). A quiet control-plane durable may turn
+idle heartbeats off (`heartbeat_s=None`): then a lost pull request is re-issued at
+its expiry instead of after two missed heartbeats, and 1,000 simulated gateways do
+not wake the simulator 200 times a second for nothing.
+
 `Credit` is the sans-io bookkeeping (unit-tested); `BatchPuller` is the adapter.
 """
 
@@ -24,23 +33,34 @@ from __future__ import annotations
 import json
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import nats.errors
-import nats.js.errors
 import trio
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import api
 
 from notip import bridge
+from notip.backoff import retry
+from notip.handoff import Handoff
+from notip.jetstream.consumers import ensure_pull_consumer
 
-log = logging.getLogger("notip.consumer.pull")
+log = logging.getLogger("notip.jetstream.pull")
 
 PULL_EXPIRES_S = 30.0
 IDLE_HEARTBEAT_S = 5.0
+#: Without heartbeats, how long past its expiry a request's 408 may still come.
+EXPIRY_SLACK_S = 1.0
+
+
+def next_subject(stream: str, durable: str) -> str:
+    """JetStream's pull-request subject (the NATS server's API, not our contract)."""
+    return f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
+
 
 # -- sans-io credit bookkeeping --------------------------------------------------------
 
@@ -61,7 +81,7 @@ class Credit:
         *,
         min_request: int = 1,
         expires_s: float = PULL_EXPIRES_S,
-        heartbeat_s: float = IDLE_HEARTBEAT_S,
+        heartbeat_s: float | None = IDLE_HEARTBEAT_S,
     ) -> None:
         self.target = target
         self.min_request = max(1, min_request)
@@ -120,7 +140,7 @@ class Credit:
     def expire(self, now: float) -> int:
         """Forget requests well past their expiry (their 408 was lost). Returns how many."""
         dropped = 0
-        slack = self.heartbeat_s
+        slack = self.heartbeat_s if self.heartbeat_s is not None else EXPIRY_SLACK_S
         while self._requests and self._requests[0].expires_at + slack < now:
             self._requests.popleft()
             dropped += 1
@@ -128,7 +148,10 @@ class Credit:
 
     def stalled(self, now: float) -> bool:
         """Requests outstanding but neither messages nor heartbeats for 2 heartbeats:
-        the server lost them (restart, route change); re-issue."""
+        the server lost them (restart, route change); re-issue. Never without
+        heartbeats (expiry covers a lost request then)."""
+        if self.heartbeat_s is None:
+            return False
         return bool(self._requests) and now - self.last_activity > 2 * self.heartbeat_s + 1.0
 
 
@@ -157,8 +180,9 @@ def status_action(code: str, description: str) -> str:
 
 
 class BatchPuller:
-    """Pulls batches from one durable pull consumer. Create with `await start()`, pull
-    with `await next_batch()` from one Trio task, settle with `settle()`."""
+    """Pulls batches from one durable pull consumer. Create on the Trio side, start
+    with `await start()`, pull with `await next_batch()` from one Trio task, settle
+    with `settle()`."""
 
     def __init__(
         self,
@@ -170,8 +194,11 @@ class BatchPuller:
         flush_s: float,
         credit_factor: int = 2,
         expires_s: float = PULL_EXPIRES_S,
-        heartbeat_s: float = IDLE_HEARTBEAT_S,
+        heartbeat_s: float | None = IDLE_HEARTBEAT_S,
     ) -> None:
+        if heartbeat_s is not None and heartbeat_s * 2 > expires_s:
+            # The server refuses such a pull request ("heartbeat value too large").
+            raise ValueError("idle heartbeat must be at most half the pull expiry")
         self.nc = nc
         self.stream = stream
         self.durable = durable
@@ -183,11 +210,14 @@ class BatchPuller:
             expires_s=expires_s,
             heartbeat_s=heartbeat_s,
         )
-        self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
-        self._buf: deque[Msg] = deque()
-        self._want = 0
-        self._event = trio.Event()
-        self._token: trio.lowlevel.TrioToken | None = None
+        # How long one wait lasts before the credit is looked after again.
+        self._idle_s = heartbeat_s if heartbeat_s is not None else expires_s
+        request: dict[str, int] = {"expires": int(expires_s * 1e9)}
+        if heartbeat_s is not None:
+            request["idle_heartbeat"] = int(heartbeat_s * 1e9)
+        self._request = request
+        self._next_subject = next_subject(stream, durable)
+        self._inbox: Handoff[Msg] = Handoff()
         self._activity = 0
         self._seen_activity = 0
         self._reset_pending = False
@@ -198,7 +228,7 @@ class BatchPuller:
 
     @property
     def buffered(self) -> int:
-        return len(self._buf)
+        return len(self._inbox)
 
     # -- asyncio side (nats-py's reader): tiny, no awaits that matter ----------------
 
@@ -209,11 +239,8 @@ class BatchPuller:
             if hdr and "Status" in hdr:
                 self._on_status(hdr)
                 return
-        self._buf.append(msg)
         self.credit.delivered()
-        want = self._want
-        if want and len(self._buf) >= want:
-            self._wake()
+        self._inbox.put(msg)
 
     def _on_status(self, hdr: dict[str, str]) -> None:
         code = str(hdr.get("Status", ""))
@@ -245,25 +272,17 @@ class BatchPuller:
             )
         else:
             self.credit.reset()
-        if self._want:
-            self._wake()
+        self._inbox.wake()
 
     def on_reconnect(self) -> None:
-        """Called from the connection's reconnect hook: server-side pull requests may
-        be gone with the old connection."""
+        """Called from the connection's reconnect hook (or from Trio): server-side
+        pull requests may be gone with the old connection."""
         self._reset_pending = True
-        if self._want:
-            self._wake()
-
-    def _wake(self) -> None:
-        self._want = 0
-        if self._token is not None:
-            self._token.run_sync_soon(self._event.set)
+        self._inbox.wake()
 
     # -- Trio side ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._token = trio.lowlevel.current_trio_token()
         self.inbox = self.nc.new_inbox()
         self._sub = await bridge.call(
             self.nc.subscribe,
@@ -295,17 +314,6 @@ class BatchPuller:
             await bridge.shielded(self._sub.unsubscribe, timeout=2)
         self._sub = None
 
-    async def _wait_for(self, n: int, timeout: float) -> None:
-        if len(self._buf) >= n:
-            return
-        self._event = trio.Event()
-        self._want = n
-        try:
-            with trio.move_on_after(timeout):
-                await self._event.wait()
-        finally:
-            self._want = 0
-
     def _maintain(self, now: float) -> None:
         credit = self.credit
         if self._reset_pending:
@@ -323,52 +331,44 @@ class BatchPuller:
     async def _top_up(self) -> None:
         if self.unbound or not self.nc.is_connected:
             return
-        n = self.credit.want(len(self._buf))
+        n = self.credit.want(len(self._inbox))
         if n <= 0:
             return
-        payload = json.dumps(
-            {
-                "batch": n,
-                "expires": int(self.credit.expires_s * 1e9),
-                "idle_heartbeat": int(self.credit.heartbeat_s * 1e9),
-            }
-        ).encode()
+        payload = json.dumps({"batch": n, **self._request}).encode()
         # Recorded before sending: replies may be processed before publish returns.
         self.credit.requested(n, trio.current_time())
-        try:
-            await bridge.call(self.nc.publish, self._next_subject, payload, reply=self.inbox)
-        except (nats.errors.Error, OSError) as exc:
-            self.credit.cancel_last()
-            log.warning("pull request not sent: %s", exc, extra={"durable": self.durable})
+        # Shielded (publish only buffers): a caller that cancels its pull to look at
+        # something else must not leave credit recorded for a request never sent.
+        with trio.CancelScope(shield=True):
+            try:
+                await bridge.call(self.nc.publish, self._next_subject, payload, reply=self.inbox)
+            except (nats.errors.Error, OSError) as exc:
+                self.credit.cancel_last()
+                log.warning("pull request not sent: %s", exc, extra={"durable": self.durable})
 
     async def next_batch(self) -> list[Msg]:
         """Up to `batch` messages: as soon as a full batch is buffered, or whatever
         arrived within `flush_s` of the first one. Waits for at least one, unless the
-        consumer is gone (`unbound`): then returns [] so the caller can re-create it."""
-        buf = self._buf
+        consumer is gone (`unbound`): then returns [] so the caller can re-create it.
+        Cancelling it loses nothing: what arrived stays buffered for the next call."""
+        inbox = self._inbox
         while True:
             self._maintain(trio.current_time())
             await self._top_up()
-            if buf:
+            if len(inbox):
                 break
             if self.unbound:
                 return []
-            await self._wait_for(1, self.credit.heartbeat_s)
-        if len(buf) < self.batch and self.flush_s > 0:
-            await self._wait_for(self.batch, self.flush_s)
-        if len(buf) <= self.batch:
-            out = list(buf)
-            buf.clear()
-        else:
-            out = [buf.popleft() for _ in range(self.batch)]
+            await inbox.wait(1, self._idle_s)
+        if len(inbox) < self.batch and self.flush_s > 0:
+            await inbox.wait(self.batch, self.flush_s)
+        out = inbox.take(self.batch)
         await self._top_up()
         return out
 
     def take_buffered(self) -> list[Msg]:
         """Everything delivered but not handed out (shutdown: to be NAKed)."""
-        out = list(self._buf)
-        self._buf.clear()
-        return out
+        return self._inbox.take()
 
 
 # -- acks --------------------------------------------------------------------------------
@@ -416,64 +416,80 @@ async def settle(
         return False
 
 
-# -- durable consumers -------------------------------------------------------------------
+# -- the shared control-plane loop ------------------------------------------------------
 
-MUTABLE_FIELDS = (
-    "description",
-    "ack_wait",
-    "max_deliver",
-    "backoff",
-    "max_ack_pending",
-    "filter_subject",
-)
+#: What a handler decides for one message.
+ACKED = "ack"
+TERMINATED = "term"
+LEFT = "leave"  # neither: redelivered after the durable's ack wait
+
+Handler = Callable[[Msg], Awaitable[str]]
 
 
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, float) or isinstance(b, float):
-        return a is not None and b is not None and abs(float(a) - float(b)) < 1e-3
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    return bool(a == b)
-
-
-async def ensure_pull_consumer(
-    nc: NATS, stream: str, want: api.ConsumerConfig
-) -> tuple[str, api.ConsumerInfo]:
-    """Create the durable pull consumer, or update the fields that may change on an
-    existing one (the deliver policy only applies at creation: an existing durable
-    resumes where it stopped). Never deletes. Returns ("created"|"updated"|
-    "unchanged", info)."""
-    durable = want.durable_name
+async def consume(
+    nc: NATS,
+    stream: str,
+    config: api.ConsumerConfig,
+    handle: Handler,
+    *,
+    batch: int,
+    expires_s: float = PULL_EXPIRES_S,
+    heartbeat_s: float | None = IDLE_HEARTBEAT_S,
+    ensure_backoff: Iterable[float] = (),
+    rebind_backoff: Iterable[float] = (),
+    on_ensure_retry: Callable[[BaseException, float], None] | None = None,
+    task_status: trio.TaskStatus[BatchPuller] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Ensure the durable (retried on `ensure_backoff`; none: a failure propagates),
+    report the started puller (the caller wires `on_reconnect` to it), then pull
+    batches forever: `handle` each message in order, one `settle` per batch. A durable
+    deleted under us is re-created (retried on `rebind_backoff`). On the way out the
+    subscription is drained and what was fetched but not handled is NAKed, so it is
+    redelivered at once rather than after the ack wait."""
+    durable = config.durable_name
     assert durable
+    await retry(
+        partial(ensure_pull_consumer, nc, stream, config),
+        backoff=ensure_backoff,
+        retry_on=Exception,
+        on_retry=on_ensure_retry,
+    )
+    puller = BatchPuller(
+        nc, stream, durable, batch=batch, flush_s=0.0, expires_s=expires_s, heartbeat_s=heartbeat_s
+    )
+    await puller.start()
+    task_status.started(puller)
 
-    async def run() -> tuple[str, api.ConsumerInfo]:
-        js = nc.jetstream()
-        try:
-            info = await js.consumer_info(stream, durable)
-        except nats.js.errors.NotFoundError:
-            return "created", await js.add_consumer(stream, want)
-        have = info.config
-        if have.deliver_subject:
-            raise RuntimeError(
-                f"consumer {stream}/{durable} is push-based; expected a pull consumer"
-            )
-        changes = {
-            f: getattr(want, f)
-            for f in MUTABLE_FIELDS
-            if not _same(getattr(have, f), getattr(want, f))
-        }
-        if not changes:
-            return "unchanged", info
-        updated = have.evolve(**changes)
-        return "updated", await js.add_consumer(stream, updated)
+    def rebind_failed(exc: BaseException, wait: float) -> None:
+        log.warning(
+            "cannot re-create the pull consumer (retrying in %.1fs): %s",
+            wait,
+            exc,
+            extra={"durable": durable},
+        )
 
-    return await bridge.call(run)
-
-
-async def consumer_pending(nc: NATS, stream: str, durable: str) -> int | None:
-    """Messages not yet delivered (the consumer's lag), or None when unknown."""
     try:
-        info = await bridge.call(nc.jetstream().consumer_info, stream, durable)
-    except (nats.errors.Error, TimeoutError):
-        return None
-    return int(info.num_pending or 0)
+        while True:
+            if puller.unbound:
+                await retry(
+                    partial(ensure_pull_consumer, nc, stream, config),
+                    backoff=rebind_backoff,
+                    retry_on=Exception,
+                    on_retry=rebind_failed,
+                )
+                puller.rebound()
+            acks: list[str] = []
+            terms: list[str] = []
+            for msg in await puller.next_batch():
+                verdict = await handle(msg)
+                if verdict == ACKED:
+                    acks.append(msg.reply)
+                elif verdict == TERMINATED:
+                    terms.append(msg.reply)
+            await settle(nc, ack=acks, term=terms)
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(4):
+            await puller.drain()
+            leftover = puller.take_buffered()
+            if leftover:
+                await settle(nc, nak=[m.reply for m in leftover], flush_timeout=2)

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import pytest
+from nats.js import api
 
-from notip.consumer.pull import Credit, status_action
+from notip.jetstream.consumers import drift
+from notip.jetstream.pull import Credit, next_subject, status_action
 
 
 def test_keeps_about_two_batches_of_credit() -> None:
@@ -86,3 +88,41 @@ def test_first_request_starts_the_heartbeat_clock() -> None:
 )
 def test_status_actions(code: str, desc: str, action: str) -> None:
     assert status_action(code, desc) == action
+
+
+def test_without_heartbeats_a_lost_request_is_dropped_at_expiry_never_stalled() -> None:
+    c = Credit(2, expires_s=30, heartbeat_s=None)
+    c.requested(2, now=0)
+    assert not c.stalled(now=1000)  # no heartbeats to miss
+    assert c.expire(now=30.5) == 0  # within the slack: its 408 may still come
+    assert c.expire(now=31.5) == 1
+    assert c.want(buffered=0) == 2  # asked again
+
+
+def test_drift_lists_only_the_mutable_fields_that_changed() -> None:
+    have = api.ConsumerConfig(
+        durable_name="d",
+        ack_wait=30.0,
+        max_deliver=-1,
+        max_ack_pending=1000,
+        filter_subject="command.gw.t.g",
+        deliver_policy=api.DeliverPolicy.ALL,
+    )
+    same = api.ConsumerConfig(durable_name="d", ack_wait=30.0004, filter_subject="command.gw.t.g")
+    assert drift(have, same) == {}  # None fields leave the server's defaults alone
+    moved = api.ConsumerConfig(
+        durable_name="d",
+        ack_wait=10.0,
+        filter_subject="command.gw.t2.g",
+        deliver_policy=api.DeliverPolicy.NEW,  # creation-only: never "drift"
+    )
+    assert drift(have, moved) == {"ack_wait": 10.0, "filter_subject": "command.gw.t2.g"}
+    backoff = api.ConsumerConfig(durable_name="d", backoff=[30.0, 60.0])
+    assert drift(api.ConsumerConfig(backoff=[30.0, 60.0]), backoff) == {}
+    assert drift(api.ConsumerConfig(backoff=[30.0]), backoff) == {"backoff": [30.0, 60.0]}
+
+
+def test_next_subject_is_the_servers_pull_api() -> None:
+    assert next_subject("TELEMETRY", "data-consumer-telemetry") == (
+        "$JS.API.CONSUMER.MSG.NEXT.TELEMETRY.data-consumer-telemetry"
+    )
