@@ -52,7 +52,7 @@ proto: venv
 lint: venv
     .venv/bin/ruff check notip tests bench
     .venv/bin/ruff format --check notip tests bench
-    .venv/bin/mypy notip bench
+    .venv/bin/mypy notip bench tests
 
 # benchmarks (short profile; pass --full for the long one)
 bench *ARGS: venv

@@ -104,8 +104,9 @@ async def measure(
     """Run the drainer process(es) and time them from the outside. `before_stop`
     runs once the drain is complete, while the processes still run (e.g. to read
     their metrics)."""
-    nats_pid = stack.nats.proc.pid  # type: ignore[union-attr]
-    pg_pid = stack.pg.proc.pid  # type: ignore[union-attr]
+    assert stack.nats.proc is not None and stack.pg.proc is not None, "stack not started"
+    nats_pid = stack.nats.proc.pid
+    pg_pid = stack.pg.proc.pid
     async with AsyncExitStack() as stack_cm:
         children = [await stack_cm.enter_async_context(Child(argv, env)) for argv, env in procs]
         py0 = 0.0
@@ -137,7 +138,9 @@ async def measure(
                     if c.returncode is not None:
                         raise RuntimeError(f"{procs[0][0][:4]} exited with {c.returncode}")
                 await trio.sleep(POLL_S)
-        elapsed = max(trio.current_time() - t0, 1e-6)  # type: ignore[operator]
+        # The loop only ends (without a Cancelled) once t0 was set.
+        assert t0 is not None and acked0 is not None
+        elapsed = max(trio.current_time() - t0, 1e-6)
         cpu = {
             "nats": (tree_cpu_seconds(nats_pid) - cpu0["nats"]) / elapsed,
             "postgres": (tree_cpu_seconds(pg_pid) - cpu0["postgres"]) / elapsed,
@@ -145,7 +148,7 @@ async def measure(
         }
         if before_stop is not None:
             await before_stop()
-        return DrainResult((n - acked0) / elapsed, elapsed, cpu, rss)  # type: ignore[operator]
+        return DrainResult((n - acked0) / elapsed, elapsed, cpu, rss)
 
 
 def consumer_env(stack: Stack, database: str, durable: str) -> dict[str, str]:
@@ -274,15 +277,15 @@ async def run(stack: Stack, n: int, runs: int, variants: tuple[str, ...]) -> lis
                 median([r.peak_rss_mb for r in rs]) < 300,
             )
         )
-        for part in ("nats", "postgres", "python"):
-            figures.append(
-                Figure(
-                    "drain",
-                    f"ours CPU {part}",
-                    100 * median([r.cpu[part] for r in rs]),
-                    "% of a core",
-                )
+        figures.extend(
+            Figure(
+                "drain",
+                f"ours CPU {part}",
+                100 * median([r.cpu[part] for r in rs]),
+                "% of a core",
             )
+            for part in ("nats", "postgres", "python")
+        )
     return figures
 
 

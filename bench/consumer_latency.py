@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 import uuid
 
+import nats.errors
 import trio
 
 from bench.consumer_drain import consumer_env
@@ -36,7 +37,7 @@ async def one_run(stack: Stack, nc: natsio.NATS, rate: int, seconds: float) -> d
                 try:
                     await bridge.call(js.consumer_info, contracts.TELEMETRY.name, durable)
                     break
-                except Exception:
+                except nats.errors.Error:  # not found (yet), or a timeout
                     await trio.sleep(0.1)
         # A brand-new durable may first drain what earlier runs left in the stream.
         with trio.fail_after(300):
@@ -62,16 +63,10 @@ async def one_run(stack: Stack, nc: natsio.NATS, rate: int, seconds: float) -> d
             "--seconds",
             str(seconds),
         ]
-        async with Child(argv, stdout=True) as pub:
-            async with trio.open_nursery() as nursery:
-                result: dict[str, object] = {}
+        async with Child(argv, stdout=True) as pub, trio.open_nursery() as nursery:
+            t0 = trio.current_time()
 
-                async def publisher() -> None:
-                    result.update(await read_json_line(pub))
-                    nursery.cancel_scope.cancel()
-
-                nursery.start_soon(publisher)
-                t0 = trio.current_time()
+            async def sample_lag() -> None:
                 while True:
                     info = await bridge.call(js.consumer_info, contracts.TELEMETRY.name, durable)
                     lag.append(
@@ -81,7 +76,15 @@ async def one_run(stack: Stack, nc: natsio.NATS, rate: int, seconds: float) -> d
                         )
                     )
                     await trio.sleep(0.5)
-        sent = int(result["sent"])  # type: ignore[call-overload]
+
+            nursery.start_soon(sample_lag)
+            # Sampling runs until the publisher has printed its result.
+            result = await read_json_line(pub)
+            nursery.cancel_scope.cancel()
+        sent = result["sent"]
+        achieved_rate = result["rate"]
+        assert isinstance(sent, int), result
+        assert isinstance(achieved_rate, int | float), result
         with trio.fail_after(120):
             while True:
                 info = await bridge.call(js.consumer_info, contracts.TELEMETRY.name, durable)
@@ -100,7 +103,7 @@ async def one_run(stack: Stack, nc: natsio.NATS, rate: int, seconds: float) -> d
     return {
         "sent": sent,
         "rows": len(latencies),
-        "rate": float(result["rate"]),  # type: ignore[arg-type]
+        "rate": float(achieved_rate),
         "p50": percentile(latencies, 50),
         "p99": percentile(latencies, 99),
         "max": max(latencies, default=float("nan")),

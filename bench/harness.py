@@ -256,7 +256,10 @@ async def read_json_line(proc: trio.Process) -> dict[str, object]:
     async for chunk in proc.stdout:
         data += chunk
     await proc.wait()
-    return json.loads(data.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    result = json.loads(data.strip().splitlines()[-1])
+    if not isinstance(result, dict):
+        raise ValueError(f"child printed {result!r}, not a JSON object")
+    return result
 
 
 def percentile(values: list[float], p: float) -> float:

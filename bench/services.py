@@ -208,6 +208,7 @@ async def platform(stack: Stack, sim_env: dict[str, str] | None = None) -> Async
         await _wait_healthy(f"{prov_url}/health", prov, "notip provisioning")
         await _wait_healthy(http_url(h, sim_http, "/health"), sim, "notip simulator")
         await _wait_healthy(http_url(h, sim_metrics, "/healthz"), sim, "notip simulator metrics")
+        assert stack.nats.proc is not None, "stack not started"
         yield Services(
             mgmt_url=http_url(h, mgmt_port),
             provisioning_url=prov_url,
@@ -215,5 +216,5 @@ async def platform(stack: Stack, sim_env: dict[str, str] | None = None) -> Async
             sim_grpc=host_port(h, sim_grpc),
             sim_metrics_url=http_url(h, sim_metrics, "/metrics"),
             sim=sim,
-            nats_pid=stack.nats.proc.pid,  # type: ignore[union-attr]
+            nats_pid=stack.nats.proc.pid,
         )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, ParamSpec, TypeVar
 
@@ -41,12 +41,14 @@ CLEANUP_TIMEOUT_S = 10.0
 
 def aio(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
     """Wrap an asyncio coroutine function so that Trio can await it."""
-    return trio_asyncio.aio_as_trio(fn)  # type: ignore[no-any-return]
+    wrapped: Callable[P, Awaitable[T]] = trio_asyncio.aio_as_trio(fn)
+    return wrapped
 
 
 async def call(fn: Callable[P, Coroutine[Any, Any, T]], *args: P.args, **kwargs: P.kwargs) -> T:
     """Run one asyncio coroutine function from Trio."""
-    return await trio_asyncio.aio_as_trio(fn)(*args, **kwargs)  # type: ignore[no-any-return]
+    result: T = await trio_asyncio.aio_as_trio(fn)(*args, **kwargs)
+    return result
 
 
 async def shielded(
@@ -108,7 +110,9 @@ def _install_asyncgen_fix() -> None:
             if library == "asyncio":
                 loop = asyncio.get_running_loop()
                 _frameless_agens[id(agen)] = loop
-                return loop._asyncgen_firstiter_hook(agen)  # type: ignore[attr-defined]
+                # Private asyncio hooks, checked above (guards.TRIO_ASYNCIO_ASYNCGEN_HOOKS);
+                # typeshed does not declare them.
+                return loop._asyncgen_firstiter_hook(agen)  # type: ignore[attr-defined]  # noqa: SLF001
         return original_firstiter(self, agen)
 
     def finalizer(self: AsyncGeneratorDispatcher, agen: Any) -> Any:
@@ -116,12 +120,12 @@ def _install_asyncgen_fix() -> None:
         if loop is not None:
             if loop.is_closed():
                 return None
-            return loop._asyncgen_finalizer_hook(agen)  # type: ignore[attr-defined]
+            return loop._asyncgen_finalizer_hook(agen)  # type: ignore[attr-defined]  # noqa: SLF001
         return original_finalizer(self, agen)
 
-    AsyncGeneratorDispatcher.firstiter = firstiter  # type: ignore[method-assign]
-    AsyncGeneratorDispatcher.finalizer = finalizer  # type: ignore[method-assign]
-    AsyncGeneratorDispatcher._notip_frameless_fix = True  # type: ignore[attr-defined]
+    AsyncGeneratorDispatcher.firstiter = firstiter
+    AsyncGeneratorDispatcher.finalizer = finalizer
+    AsyncGeneratorDispatcher._notip_frameless_fix = True  # noqa: SLF001  # our own marker: patch once
 
 
 class _EofNoise(logging.Filter):
@@ -137,7 +141,7 @@ def quiet_asyncio_noise() -> None:
 
 
 @asynccontextmanager
-async def loop():  # type: ignore[no-untyped-def]
+async def loop() -> AsyncIterator[asyncio.AbstractEventLoop]:
     """`async with bridge.loop():` — the asyncio loop every daemon runs inside."""
     quiet_asyncio_noise()
     _install_asyncgen_fix()
@@ -153,6 +157,8 @@ def _report_orphaned_error(lp: asyncio.AbstractEventLoop, context: dict[str, Any
     it into the loop's nursery, which would crash the whole daemon over a library's
     bookkeeping: log it (asyncio's own format, on the `asyncio` logger) instead. Our
     own asyncio work never goes unawaited: every adapter call is awaited by `call`."""
+    # trio-asyncio's loop is a BaseEventLoop (whose handler it overrides to raise);
+    # asyncio types a handler's loop as AbstractEventLoop.
     asyncio.BaseEventLoop.default_exception_handler(lp, context)  # type: ignore[arg-type]
 
 

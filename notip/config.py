@@ -9,16 +9,24 @@ the dataclass field's default; `from_env` passes it on (`env.int("X", cls.x)`).
 from __future__ import annotations
 
 import builtins
+import enum
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import Final, TypeVar, cast
 
 from notip.httpserve import parse_addr
 from notip.natsio import TlsFiles
 
 T = TypeVar("T")
 
-_MISSING = object()
+
+class _Missing(enum.Enum):
+    """The "no default: required" marker (an enum member so that it has a type)."""
+
+    MISSING = enum.auto()
+
+
+_MISSING: Final = _Missing.MISSING
 
 
 class ConfigError(ValueError):
@@ -34,7 +42,7 @@ class Env:
         self.environ = environ
         self.problems: list[builtins.str] = []
 
-    def _raw(self, name: builtins.str, default: object) -> builtins.str | object:
+    def _raw(self, name: builtins.str, default: T) -> builtins.str | T:
         value = self.environ.get(name)
         if value is None or value.strip() == "":
             if default is _MISSING:
@@ -42,40 +50,43 @@ class Env:
             return default
         return value.strip()
 
-    def parsed(self, name: builtins.str, default: object, parse: Callable[[builtins.str], T]) -> T:
+    def parsed(
+        self, name: builtins.str, default: T | _Missing, parse: Callable[[builtins.str], T]
+    ) -> T:
         """`parse(value)` of the (stripped) variable, or `default` when it is unset or
         empty (no default: "NAME is required"). A ValueError from `parse` is recorded
         as `NAME='value': <its message>` and gives the default."""
         raw = self._raw(name, default)
         if not isinstance(raw, str):
-            return raw  # type: ignore[return-value]  # the default, or _MISSING
+            return self._default(raw)
         try:
             return parse(raw)
         except ValueError as exc:
             self.problems.append(f"{name}={raw!r}: {exc}")
-            return default  # type: ignore[return-value]
+            return self._default(default)
 
-    def str(self, name: builtins.str, default: object = _MISSING) -> builtins.str:
+    def _default(self, default: T | _Missing) -> T:
+        # A required variable that is missing or invalid has no value to give: the
+        # marker stands in for it, and is never used because check() raises (the
+        # problem is already recorded).
+        return cast(T, default)
+
+    def str(self, name: builtins.str, default: builtins.str | _Missing = _MISSING) -> builtins.str:
         return self.parsed(name, default, lambda s: s)
 
     def path(
-        self, name: builtins.str, default: object = _MISSING, *, must_exist: bool = False
+        self, name: builtins.str, default: Path | _Missing = _MISSING, *, must_exist: bool = False
     ) -> Path:
-        def parse(s: builtins.str) -> Path:
-            p = Path(s)
-            if must_exist and not p.exists():
-                raise ValueError("file does not exist")
-            return p
-
-        return self.parsed(name, default, parse)
+        return self.parsed(name, default, _path_parser(must_exist))
 
     def optional_path(self, name: builtins.str, *, must_exist: bool = False) -> Path | None:
-        return self.path(name, None, must_exist=must_exist)  # type: ignore[arg-type]
+        parse: Callable[[builtins.str], Path | None] = _path_parser(must_exist)
+        return self.parsed(name, None, parse)
 
     def int(
         self,
         name: builtins.str,
-        default: object = _MISSING,
+        default: builtins.int | _Missing = _MISSING,
         *,
         min: builtins.int | None = None,
         max: builtins.int | None = None,
@@ -93,7 +104,9 @@ class Env:
 
         return self.parsed(name, default, parse)
 
-    def bool(self, name: builtins.str, default: object = _MISSING) -> builtins.bool:
+    def bool(
+        self, name: builtins.str, default: builtins.bool | _Missing = _MISSING
+    ) -> builtins.bool:
         def parse(s: builtins.str) -> builtins.bool:
             low = s.lower()
             if low in ("1", "true", "yes", "on"):
@@ -105,7 +118,10 @@ class Env:
         return self.parsed(name, default, parse)
 
     def choice(
-        self, name: builtins.str, choices: tuple[builtins.str, ...], default: object = _MISSING
+        self,
+        name: builtins.str,
+        choices: tuple[builtins.str, ...],
+        default: builtins.str | _Missing = _MISSING,
     ) -> builtins.str:
         def parse(s: builtins.str) -> builtins.str:
             if s not in choices:
@@ -114,7 +130,7 @@ class Env:
 
         return self.parsed(name, default, parse)
 
-    def addr(self, name: builtins.str, default: object = _MISSING) -> builtins.str:
+    def addr(self, name: builtins.str, default: builtins.str | _Missing = _MISSING) -> builtins.str:
         def parse(s: builtins.str) -> builtins.str:
             parse_addr(s)
             return s
@@ -151,3 +167,13 @@ class Env:
         """Raise ConfigError when anything was missing or invalid."""
         if self.problems:
             raise ConfigError(self.problems)
+
+
+def _path_parser(must_exist: bool) -> Callable[[str], Path]:
+    def parse(s: str) -> Path:
+        p = Path(s)
+        if must_exist and not p.exists():
+            raise ValueError("file does not exist")
+        return p
+
+    return parse

@@ -393,7 +393,7 @@ def run(args: argparse.Namespace) -> int:
     return run_daemon("dev", lambda: partial(_main, cfg))
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("dev", help="run the whole platform locally (embedded, no Docker)")
     p.add_argument("--state-dir", default=".notip", help="where state lives (default .notip)")
     p.add_argument("--fresh", action="store_true", help="delete the state and start over")

@@ -20,6 +20,7 @@ Create it on the Trio side (it captures the current Trio token).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import deque
 from collections.abc import Callable
@@ -60,10 +61,8 @@ class Handoff(Generic[T]):
 
     def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run `fn(*args)` on the Trio side soon; dropped once Trio has finished."""
-        try:
+        with contextlib.suppress(trio.RunFinishedError):
             self._token.run_sync_soon(fn, *args)
-        except trio.RunFinishedError:
-            pass
 
     def _wake(self) -> None:
         self._want = 0

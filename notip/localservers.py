@@ -20,6 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -56,7 +57,11 @@ def _log_tail(log: Path, lines: int = 5) -> str:
 
 
 def _wait(
-    check: object, timeout: float, what: str, proc: subprocess.Popen[bytes], log: Path
+    check: Callable[[], bool],
+    timeout: float,
+    what: str,
+    proc: subprocess.Popen[bytes],
+    log: Path,
 ) -> None:
     deadline = time.monotonic() + timeout
     last: Exception | None = None
@@ -65,9 +70,9 @@ def _wait(
             # e.g. "address already in use": say why, not just that it died.
             raise ServerError(f"{what} exited with code {proc.returncode}{_log_tail(log)}")
         try:
-            if check():  # type: ignore[operator]
+            if check():
                 return
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 — a failing probe means "not ready yet"; the last is reported
             last = exc
         time.sleep(0.05)
     raise ServerError(f"{what} not ready within {timeout}s: {last}{_log_tail(log)}")

@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 _STANDARD = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
@@ -22,22 +22,29 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = value
+        entry.update(
+            {
+                key: value
+                for key, value in record.__dict__.items()
+                if key not in _STANDARD and not key.startswith("_")
+            }
+        )
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
+class _JsonStderrHandler(logging.StreamHandler[TextIO]):
+    """The handler `setup` installs: its type says that setup already ran."""
+
+
 def setup(level: str | None = None) -> None:
     """Configure the root logger once per process (`LOG_LEVEL`, default info)."""
     root = logging.getLogger()
-    if any(getattr(h, "_notip", False) for h in root.handlers):
+    if any(isinstance(h, _JsonStderrHandler) for h in root.handlers):
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _JsonStderrHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
-    handler._notip = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel((level or os.environ.get("LOG_LEVEL", "info")).upper())
     # Per-request access lines from hypercorn are noise at info level.

@@ -22,11 +22,15 @@ import nats
 import nats.errors
 import nats.js.errors
 import trio
-from nats.aio.client import Client as NATS
+from nats.aio.client import Client
 from nats.js import api
 
 from notip import bridge, contracts, guards
 from notip.backoff import Backoff, retry
+
+#: The connection type every caller annotates with (`natsio.NATS`): an assignment,
+#: not an import alias, so that it is exported under mypy's strict no-implicit-reexport.
+NATS = Client
 
 log = logging.getLogger("notip.nats")
 

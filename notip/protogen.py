@@ -51,8 +51,7 @@ def generate(out_dir: Path = REPO) -> list[Path]:
     written: list[Path] = []
     for proto in PROTOS:
         stem = proto.removesuffix(".proto")
-        for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py"):
-            written.append(Path(stem + suffix))
+        written.extend(Path(stem + suffix) for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py"))
         _fix_pyi(out_dir / (stem + "_pb2.pyi"))
     return written
 

@@ -143,7 +143,7 @@ def run_daemon(
             return EXIT_OK
         try:
             trio.run(_supervise, main, outcome, name)
-        except BaseException as exc:  # noqa: BLE001 — classified, never re-raised
+        except BaseException as exc:  # classified by exit_code, never re-raised
             code = exit_code(exc, signalled=bool(outcome.signals), config_errors=config_errors)
             if code == EXIT_CONFIG:
                 first = next(e for e in leaves(exc) if isinstance(e, config_errors))

@@ -111,13 +111,13 @@ async def decrypt(keys: KeyCache, subject: str, data: bytes) -> Reading:
     ids = contracts.parse_telemetry(subject)
     tenant = ids[0] if ids is not None else ""
     obj: dict[str, Any] = json.loads(data)
-    base = dict(
-        tenant_id=tenant,
-        gateway_id=str(obj.get("gatewayId", "")),
-        sensor_id=str(obj.get("sensorId", "")),
-        sensor_type=str(obj.get("sensorType", "")),
-        timestamp=str(obj.get("timestamp", "")),
-    )
+    base = {
+        "tenant_id": tenant,
+        "gateway_id": str(obj.get("gatewayId", "")),
+        "sensor_id": str(obj.get("sensorId", "")),
+        "sensor_type": str(obj.get("sensorType", "")),
+        "timestamp": str(obj.get("timestamp", "")),
+    }
     for refresh in (False, True):
         key = await keys.get(base["gateway_id"], refresh=refresh)
         if key is None:
@@ -125,7 +125,7 @@ async def decrypt(keys: KeyCache, subject: str, data: bytes) -> Reading:
         try:
             plain = envelope.open_envelope(key, obj)
             return Reading(**base, value=float(plain["value"]), unit=str(plain["unit"]))
-        except Exception:
+        except Exception:  # noqa: BLE001 — whatever is wrong with it, the message is "cannot decrypt"
             continue
     return Reading(**base, value=None, unit="", error="cannot decrypt")
 
@@ -195,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
     return run_daemon("tail", prepare)
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "tail", help="decrypt and show live telemetry (client side of the crypto contract)"
     )

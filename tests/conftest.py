@@ -98,6 +98,6 @@ def pg_database(postgres: PostgresServer) -> Iterator[str]:
     import uuid
 
     name = f"t_{uuid.uuid4().hex[:12]}"
-    postgres._psql(f'CREATE DATABASE "{name}"')  # noqa: SLF001
+    postgres._psql(f'CREATE DATABASE "{name}"')
     yield postgres.dsn.rsplit("/", 1)[0] + f"/{name}"
-    postgres._psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # noqa: SLF001
+    postgres._psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

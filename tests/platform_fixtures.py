@@ -173,7 +173,7 @@ class MgmtHandle:
         return (await self.new_gateway(tenant_id, factory_id, factory_key, model)).gateway_id
 
     async def get_gateway(self, gateway_id: str) -> dict[str, Any]:
-        return _expect(await self.http.get(f"/gateways/{gateway_id}"), 200).json()  # type: ignore[no-any-return]
+        return _expect(await self.http.get(f"/gateways/{gateway_id}"), 200).json()
 
     async def get_key(self, gateway_id: str) -> bytes:
         import base64
@@ -210,17 +210,17 @@ class MgmtHandle:
             body["send_frequency_ms"] = send_frequency_ms
         if status is not None:
             body["status"] = status
-        return _expect(await self.http.post(f"/cmd/{gateway_id}/config", json=body), 201).json()  # type: ignore[no-any-return]
+        return _expect(await self.http.post(f"/cmd/{gateway_id}/config", json=body), 201).json()
 
     async def send_firmware(
         self, gateway_id: str, firmware_version: str, download_url: str
     ) -> dict[str, Any]:
         body = {"firmware_version": firmware_version, "download_url": download_url}
-        return _expect(await self.http.post(f"/cmd/{gateway_id}/firmware", json=body), 201).json()  # type: ignore[no-any-return]
+        return _expect(await self.http.post(f"/cmd/{gateway_id}/firmware", json=body), 201).json()
 
     async def command_status(self, gateway_id: str, command_id: str) -> dict[str, Any]:
         resp = await self.http.get(f"/cmd/{gateway_id}/status/{command_id}")
-        return _expect(resp, 200).json()  # type: ignore[no-any-return]
+        return _expect(resp, 200).json()
 
     async def wait_command_status(
         self, gateway_id: str, command_id: str, *statuses: str, timeout: float = 15.0
@@ -240,7 +240,7 @@ class MgmtHandle:
         self, tenant_id: str | None = None, gateway_id: str | None = None
     ) -> list[dict[str, Any]]:
         params = {k: v for k, v in (("tenant_id", tenant_id), ("gateway_id", gateway_id)) if v}
-        return _expect(await self.http.get("/alerts", params=params), 200).json()  # type: ignore[no-any-return]
+        return _expect(await self.http.get("/alerts", params=params), 200).json()
 
     async def wait_alerts(
         self,

@@ -20,7 +20,7 @@ def cmd_consumer(args: argparse.Namespace) -> int:
     return run_daemon("consumer", prepare)
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "consumer",
         help="the data consumer: telemetry → TimescaleDB, liveness, offline alerts",

@@ -149,7 +149,7 @@ class Liveness:
     async def _lifecycle(self, c: Candidate) -> str | None:
         try:
             return await self.mgmt.gateway_state(c.key[0], c.key[1])
-        except Exception as exc:  # MgmtError, or any NATS trouble: fail open
+        except Exception as exc:  # noqa: BLE001 — MgmtError or any NATS trouble: fail open
             self.metrics.lifecycle_query_errors.inc()
             log.warning(
                 "lifecycle query failed; alerting anyway (fail open): %s",
@@ -179,7 +179,7 @@ class Liveness:
             subject = self.alert_subject(c.key[0], c.key[1])
             try:
                 await self.publish_alert(subject, body, msg_id)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 — any failure: retried next tick, never stops the loop
                 self.metrics.alert_publish_errors.inc()
                 log.warning(
                     "gw_offline alert not published (retried next tick): %s",
@@ -212,7 +212,7 @@ async def run_config_refresh(
     async def attempt() -> bool:
         try:
             snapshot = await fetch()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 — any failure keeps the previous snapshot
             metrics.alert_cache_refresh_errors.inc()
             log.warning("alert configs not fetched (keeping the previous ones): %s", exc)
             return False

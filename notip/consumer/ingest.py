@@ -70,6 +70,7 @@ _TENANT = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _B64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 _SENSOR_TYPES = frozenset(SENSOR_TYPES)
 _loads = json.loads
+# JSONDecoder sets scan_once in __init__; typeshed does not declare it.
 _scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 _fromiso = dt.datetime.fromisoformat
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
@@ -312,7 +313,7 @@ def validate_batch(msgs: Sequence[RawMsg], now: float) -> Validated:
             continue
         except MemoryError:
             raise  # the process's condition, not this (size-bounded) message's
-        except Exception as exc:  # anything else about one message: poison, never a crash
+        except Exception as exc:  # noqa: BLE001 — one message's problem never stops ingestion: poison
             detail = f"unexpected {type(exc).__name__}: {str(exc)[:200]}"
             rejects.append(Reject(reply, m.subject, "bad_json", detail, seq))
             continue

@@ -177,9 +177,12 @@ class Settings:
             env.problem(f"DB_MIN_CONNS={min_conns} must be <= DB_MAX_CONNS={max_conns}")
         ssl_mode = env.choice("DB_SSL_MODE", SSL_MODES, cls.db_ssl_mode)
         root_cert = env.optional_path("DB_SSL_ROOT_CERT", must_exist=True)
-        if ssl_mode in ("verify-ca", "verify-full") and root_cert is None:
-            if not environ.get("DB_SSL_ROOT_CERT", "").strip():
-                env.problem(f"DB_SSL_ROOT_CERT is required when DB_SSL_MODE={ssl_mode}")
+        if (
+            ssl_mode in ("verify-ca", "verify-full")
+            and root_cert is None
+            and not environ.get("DB_SSL_ROOT_CERT", "").strip()
+        ):
+            env.problem(f"DB_SSL_ROOT_CERT is required when DB_SSL_MODE={ssl_mode}")
 
         durable = env.parsed("NATS_CONSUMER_DURABLE_NAME", cls.durable_name, _durable)
         decom_durable = env.parsed(

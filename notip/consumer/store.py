@@ -57,7 +57,7 @@ ON CONFLICT DO NOTHING
 
 def encode_columns(rows: Sequence[Row]) -> list[str]:
     cols = list(zip(*rows, strict=True))
-    args = [",".join(c) for c in cols[:8]]  # type: ignore[arg-type]
+    args = [",".join(c) for c in cols[:8]]
     args.append(",".join(map(str, cols[8])))
     return args
 
@@ -190,11 +190,13 @@ class Store:
         files = migration_files()
 
         async def run() -> None:
-            async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
-                async with conn.transaction():
-                    await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_ID)
-                    for f in files:
-                        await conn.execute(f.read_text(encoding="utf-8"))
+            async with (
+                self.pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn,
+                conn.transaction(),
+            ):
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_ID)
+                for f in files:
+                    await conn.execute(f.read_text(encoding="utf-8"))
 
         await self._call(run)
         log.info("migrations applied", extra={"migrations": [f.name for f in files]})

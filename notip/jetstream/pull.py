@@ -388,6 +388,7 @@ async def _publish_all(
             if reply:
                 await publish(reply, payload)
     if flush_timeout > 0:
+        # nats-py annotates the timeout as int; it is seconds for asyncio.wait_for.
         await nc.flush(timeout=flush_timeout)  # type: ignore[arg-type]
 
 

@@ -45,7 +45,7 @@ def run_mgmt(args: argparse.Namespace) -> int:
     return run_daemon("mgmt", prepare, config_errors=(ConfigError, SeedError))
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "provisioning",
         help="Provisioning Service stand-in (HTTP onboarding; CSR signing; AES keys)",

@@ -67,7 +67,10 @@ def run_daemon(args: argparse.Namespace) -> int:
 
 
 def as_dict(msg: Any) -> dict[str, Any]:
-    return json_format.MessageToDict(msg, always_print_fields_with_no_presence=True)
+    fields: dict[str, Any] = json_format.MessageToDict(
+        msg, always_print_fields_with_no_presence=True
+    )
+    return fields
 
 
 def _cell(value: Any) -> str:
@@ -271,7 +274,7 @@ def _add_create_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     daemon = sub.add_parser(
         "simulator", help="run the gateway simulator daemon (settings: environment, see README)"
     )

@@ -79,7 +79,7 @@ class SimulatorClient:
         firmware_version: str = "",
         send_frequency_ms: int = 0,
     ) -> pb.Gateway:
-        return self._call(  # type: ignore[no-any-return]
+        gateway: pb.Gateway = self._call(
             "CreateGateway",
             pb.CreateGatewayRequest(
                 factory_id=factory_id,
@@ -89,6 +89,7 @@ class SimulatorClient:
                 send_frequency_ms=send_frequency_ms,
             ),
         )
+        return gateway
 
     def bulk_create(
         self,
@@ -100,7 +101,7 @@ class SimulatorClient:
         send_frequency_ms: int = 0,
         timeout: float | None = None,
     ) -> pb.BulkCreateGatewaysResponse:
-        return self._call(  # type: ignore[no-any-return]
+        response: pb.BulkCreateGatewaysResponse = self._call(
             "BulkCreateGateways",
             pb.BulkCreateGatewaysRequest(
                 factory_ids=list(factory_ids),
@@ -111,12 +112,14 @@ class SimulatorClient:
             ),
             timeout,
         )
+        return response
 
     def list_gateways(self) -> list[pb.Gateway]:
         return list(self._call("ListGateways", pb.ListGatewaysRequest()).gateways)
 
     def get_gateway(self, gateway_id: str) -> pb.Gateway:
-        return self._call("GetGateway", pb.GetGatewayRequest(id=gateway_id))  # type: ignore[no-any-return]
+        gateway: pb.Gateway = self._call("GetGateway", pb.GetGatewayRequest(id=gateway_id))
+        return gateway
 
     def start_gateway(self, gateway_id: str) -> None:
         self._call("StartGateway", pb.StartGatewayRequest(id=gateway_id))
@@ -137,7 +140,7 @@ class SimulatorClient:
         max_range: float,
         algorithm: str = "uniform_random",
     ) -> pb.Sensor:
-        return self._call(  # type: ignore[no-any-return]
+        sensor: pb.Sensor = self._call(
             "AddSensor",
             pb.AddSensorRequest(
                 gateway_id=gateway_id,
@@ -147,6 +150,7 @@ class SimulatorClient:
                 algorithm=algorithm,
             ),
         )
+        return sensor
 
     def list_sensors(self, gateway_id: str) -> list[pb.Sensor]:
         return list(self._call("ListSensors", pb.ListSensorsRequest(gateway_id=gateway_id)).sensors)

@@ -108,15 +108,14 @@ def normalise_status(value: Any) -> str:
 def _frequency(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise Rejected("send_frequency_ms must be an integer")
-    if isinstance(value, float):
-        if not math.isfinite(value) or value != int(value):
-            raise Rejected("send_frequency_ms must be an integer")
-        value = int(value)
-    if value <= 0:
+    if isinstance(value, float) and (not math.isfinite(value) or value != int(value)):
+        raise Rejected("send_frequency_ms must be an integer")
+    ms = int(value)
+    if ms <= 0:
         raise Rejected("send_frequency_ms must be > 0")
-    if value > MAX_SEND_FREQUENCY_MS:
+    if ms > MAX_SEND_FREQUENCY_MS:
         raise Rejected(f"send_frequency_ms must be <= {MAX_SEND_FREQUENCY_MS}")
-    return value
+    return ms
 
 
 def interpret(cmd: Command) -> ConfigUpdate | FirmwarePush:

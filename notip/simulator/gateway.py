@@ -259,7 +259,7 @@ class GatewayRuntime:
                     )
                 except trio.Cancelled:
                     raise
-                except Exception as exc:  # the whole call failed: keep everything
+                except Exception as exc:  # noqa: BLE001 — the whole call failed: keep everything, retry
                     log.warning("publish failed: %s", exc, extra={"gateway_id": self.id})
                     results = [False] * len(batch)
                 failed = [p for p, ok in zip(batch, results, strict=True) if not ok]
@@ -396,7 +396,7 @@ class GatewayRuntime:
                         try:
                             await ensure_pull_consumer(nc, stream, config)
                             puller.rebound()
-                        except Exception as exc:
+                        except Exception as exc:  # noqa: BLE001 — retried on the next round
                             log.info(
                                 "command consumer not re-created: %s",
                                 exc,

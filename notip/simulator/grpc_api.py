@@ -54,7 +54,7 @@ STOP_GRACE_S = 2.0
 # -- interop fixes -----------------------------------------------------------------
 
 
-class _Reflection(_AioReflectionServicer):  # type: ignore[misc]
+class _Reflection(_AioReflectionServicer):  # type: ignore[misc]  # grpc_reflection is untyped
     def _file_containing_symbol(self, request: Any, fully_qualified_name: str) -> Any:
         response = super()._file_containing_symbol(request, fully_qualified_name)
         if response.HasField("error_response"):
@@ -217,13 +217,14 @@ def _unary(name: str) -> Callable[..., Awaitable[Any]]:
         except Exception:
             log.exception("unexpected error in %s", name)
             error = (grpc.StatusCode.INTERNAL, "internal error")
-        await context.abort(*error)
+        # abort() always raises (grpc.aio.AbortError), ending the RPC with `error`.
+        return await context.abort(*error)
 
     handler.__name__ = name
     return handler
 
 
-class Servicer(pb_grpc.SimulatorServiceServicer):  # type: ignore[misc]
+class Servicer(pb_grpc.SimulatorServiceServicer):
     def __init__(self, ops: Operations) -> None:
         self.ops = ops
 

@@ -7,6 +7,8 @@ does not accumulate dead label sets.
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 ANOMALY_TYPES = ("network_degradation", "disconnect", "outlier")
@@ -123,12 +125,8 @@ class Metrics:
             self.nats_reconnects,
             self.nats_disconnects,
         ):
-            try:
+            with contextlib.suppress(KeyError):  # no series for this gateway yet
                 metric.remove(gateway_id)
-            except KeyError:
-                pass
         for reason in ("packet_loss", "offline"):
-            try:
+            with contextlib.suppress(KeyError):
                 self.readings_dropped.remove(gateway_id, reason)
-            except KeyError:
-                pass

@@ -60,9 +60,8 @@ def _error_code(response: httpx.Response) -> str:
         body = response.json()
     except ValueError:
         return f"HTTP {response.status_code}"
-    if isinstance(body, dict) and isinstance(body.get("error"), str):
-        return body["error"]
-    return f"HTTP {response.status_code}"
+    error = body.get("error") if isinstance(body, dict) else None
+    return error if isinstance(error, str) else f"HTTP {response.status_code}"
 
 
 def _parse_success(body: Any, key_pem: str) -> Credentials:

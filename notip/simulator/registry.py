@@ -286,7 +286,7 @@ class Registry:
                 )
                 try:
                     await self.store.run(self.store.insert_gateway, rec.row())
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 — whatever failed, the gateway is kept
                     # Keep it in memory (and running) rather than lose it; say so.
                     rec.last_error = f"credentials not persisted: {type(exc).__name__}: {exc}"
                     log.error(

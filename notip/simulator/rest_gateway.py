@@ -116,7 +116,8 @@ class HttpRoute:
 
     @property
     def returns_empty(self) -> bool:
-        return self.rpc.output_type.full_name == EMPTY_NAME
+        output_type: str = self.rpc.output_type.full_name
+        return output_type == EMPTY_NAME
 
 
 def routes() -> list[HttpRoute]:
@@ -170,7 +171,8 @@ def _set_path_field(msg: message.Message, name: str, value: str) -> None:
 def _json_body_field(route: HttpRoute, msg: message.Message) -> message.Message:
     if route.body == "*":
         return msg
-    return getattr(msg, route.body)  # type: ignore[no-any-return]
+    body: message.Message = getattr(msg, route.body)
+    return body
 
 
 class BadRequest(Exception):

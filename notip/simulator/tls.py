@@ -97,8 +97,10 @@ def shrink_read_buffer(nc: NATS, size: int) -> bool:
             "gateway connection keeps asyncio's default TLS read buffer",
         )
         return False
-    if len(proto._ssl_buffer) > size:
+    # Private attributes, checked above (guards.ASYNCIO_TLS_READ_BUFFER).
+    if len(proto._ssl_buffer) > size:  # noqa: SLF001
         proto.max_size = size  # type: ignore[misc]  # instance attribute shadows the class one
-        proto._ssl_buffer = bytearray(size)
-        proto._ssl_buffer_view = memoryview(proto._ssl_buffer)  # type: ignore[attr-defined]
+        proto._ssl_buffer = bytearray(size)  # noqa: SLF001
+        # typeshed does not declare the view asyncio reads into.
+        proto._ssl_buffer_view = memoryview(proto._ssl_buffer)  # type: ignore[attr-defined]  # noqa: SLF001
     return True

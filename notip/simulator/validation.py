@@ -74,7 +74,7 @@ class FieldSpec:
 
     @property
     def is_string(self) -> bool:
-        return self.fd.type == FD.TYPE_STRING
+        return bool(self.fd.type == FD.TYPE_STRING)
 
     @property
     def is_number(self) -> bool:
@@ -227,9 +227,10 @@ def _compile_field(fd: descriptor.FieldDescriptor) -> FieldSpec:
         raise ValueError(f"{where} min/max/exclusive_min need a number field")
     if rules.HasField("exclusive_min") and rules.HasField("min"):
         raise ValueError(f"{where} min and exclusive_min exclude each other")
-    if rules.required and not (spec.is_string or spec.is_number or spec.repeated):
-        if not spec.has_presence:
-            raise ValueError(f"{where} required needs a string, number, repeated or optional field")
+    if rules.required and not (
+        spec.is_string or spec.is_number or spec.repeated or spec.has_presence
+    ):
+        raise ValueError(f"{where} required needs a string, number, repeated or optional field")
     if rules.ignore_empty and rules.required:
         raise ValueError(f"{where} required and ignore_empty exclude each other")
     return spec

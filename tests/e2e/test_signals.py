@@ -9,8 +9,8 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import httpx
@@ -140,10 +140,8 @@ async def hammer(url: str, *, method: str = "GET", json: object = None) -> None:
     """Keep a service busy with requests until cancelled (answers do not matter)."""
     async with httpx.AsyncClient(timeout=5) as client:
         while True:
-            try:
+            with suppress(httpx.HTTPError):
                 await client.request(method, url, json=json)
-            except httpx.HTTPError:
-                pass
             await trio.lowlevel.checkpoint()
 
 
@@ -347,12 +345,12 @@ def _server_dirs(state: Path) -> list[str]:
 
 
 @pytest.fixture
-async def dev_state(tmp_path: Path) -> AsyncIterator[Path]:
+async def dev_state(tmp_path: Path) -> Path:
     state = tmp_path / "state"
     state.mkdir()
     os.chmod(tmp_path, 0o755)
     os.chmod(state, 0o755)
-    yield state
+    return state
 
 
 @pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: s.name)

@@ -54,4 +54,4 @@ async def test_shielded_cleanup_survives_outer_cancel(
         scope.cancel()
         # Already cancelled: an unshielded close would never run.
         closed = await bridge.shielded(pool.close, timeout=10)
-    assert closed and pool._closed  # noqa: SLF001
+    assert closed and pool._closed

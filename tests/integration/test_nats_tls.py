@@ -9,7 +9,7 @@ import nats.errors
 import pytest
 import trio
 
-from notip import natsio
+from notip import bridge, natsio
 from notip import pki as pkimod
 from notip.localservers import NatsServer
 from notip.pki import PkiPaths
@@ -22,7 +22,7 @@ async def _try_connect(server: NatsServer, ctx: ssl.SSLContext) -> None:
         nc = await natsio.connect_once(server.url, ctx, name="probe", timeout=3)
     try:
         # A connected client can round-trip: the server really accepted it.
-        await natsio.bridge.call(nc.flush, timeout=3)
+        await bridge.call(nc.flush, timeout=3)
     finally:
         await natsio.drain(nc)
 
@@ -70,5 +70,5 @@ async def test_gateway_certificate_without_user_is_rejected(
     pkimod.write_private(tmp_path / "gw.key", pkimod.key_pem(key))
     ctx = natsio.tls_context(natsio.TlsFiles(pki.ca_cert, tmp_path / "gw.crt", tmp_path / "gw.key"))
     # TLS succeeds (same CA) but the subject maps to no user.
-    with pytest.raises(nats.errors.Error, match="[Aa]uthorization"):
+    with pytest.raises(nats.errors.Error, match=r"[Aa]uthorization"):
         await _try_connect(nats_server, ctx)

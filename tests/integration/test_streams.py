@@ -10,7 +10,7 @@ async def test_init_streams_twice_is_idempotent(nc: natsio.NATS) -> None:
     assert set((await natsio.init_streams(nc)).values()) == {"unchanged"}
     assert set((await natsio.init_streams(nc)).values()) == {"unchanged"}
 
-    async def infos() -> list:
+    async def infos() -> list[api.StreamInfo]:
         js = nc.jetstream()
         return [await js.stream_info(spec.name) for spec in natsio.STREAMS]
 
@@ -34,7 +34,7 @@ async def test_init_streams_twice_is_idempotent(nc: natsio.NATS) -> None:
         assert cfg.num_replicas == 1, name
 
     names = await bridge.call(nc.jetstream().streams_info)
-    assert sorted(s.config.name for s in names) == sorted(expected)
+    assert sorted(str(s.config.name) for s in names) == sorted(expected)
 
 
 async def test_init_streams_repairs_a_drifted_stream(nc: natsio.NATS) -> None:

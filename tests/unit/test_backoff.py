@@ -35,7 +35,7 @@ def test_a_limited_schedule_ends() -> None:
     assert list(b) == [1.0, 2.0, 4.0, 4.0, 4.0]
     assert Backoff(1.0, cap=4.0, limit=3).schedule() == (1.0, 2.0, 4.0)
     assert Backoff(1.0, cap=4.0, limit=0).schedule() == ()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="endless backoff"):
         Backoff(1.0, cap=4.0).schedule()
 
 
@@ -44,13 +44,13 @@ def test_delay_formula() -> None:
     assert delay(4, initial=0.5, cap=30.0) == 4.0
     assert delay(7, initial=0.5, cap=30.0) == 30.0
     assert delay(10_000, initial=0.5, cap=30.0) == 30.0  # no overflow
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="attempt numbers start at 1"):
         delay(0, initial=0.5, cap=30.0)
 
 
 @pytest.mark.parametrize(("initial", "cap", "factor"), [(-1, 1, 2), (2, 1, 2), (1, 2, 0.5)])
 def test_rejects_nonsense(initial: float, cap: float, factor: float) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="initial <= cap and factor >= 1"):
         Backoff(initial, cap, factor=factor)
 
 

@@ -257,8 +257,10 @@ def mounts_of(svc: dict[str, Any]) -> list[Mount]:
             target = f"/run/secrets/{target}"
         mounts.append(Mount(target, "secret", source, True))
     tmpfs = svc.get("tmpfs") or []
-    for t in [tmpfs] if isinstance(tmpfs, str) else tmpfs:
-        mounts.append(Mount(str(t).split(":")[0], "tmpfs", "", False))
+    mounts.extend(
+        Mount(str(t).split(":")[0], "tmpfs", "", False)
+        for t in ([tmpfs] if isinstance(tmpfs, str) else tmpfs)
+    )
     return mounts
 
 
@@ -268,9 +270,8 @@ def mount_for(svc: dict[str, Any], path: str) -> tuple[Mount, str] | None:
     p = PurePosixPath(path)
     for m in mounts_of(svc):
         t = PurePosixPath(m.target)
-        if p == t or t in p.parents:
-            if best is None or len(m.target) > len(best[0].target):
-                best = (m, str(p.relative_to(t)) if p != t else "")
+        if (p == t or t in p.parents) and (best is None or len(m.target) > len(best[0].target)):
+            best = (m, str(p.relative_to(t)) if p != t else "")
     return best
 
 
@@ -370,7 +371,7 @@ def path_args(argv: list[str]) -> list[str]:
 def depends_on(svc: dict[str, Any]) -> dict[str, str]:
     deps = svc.get("depends_on") or {}
     if isinstance(deps, list):
-        return {d: "service_started" for d in deps}
+        return dict.fromkeys(deps, "service_started")
     return {k: (v or {}).get("condition", "service_started") for k, v in deps.items()}
 
 
@@ -992,10 +993,10 @@ def test_dockerfile_installs_the_lock_dependencies_first_then_the_project() -> N
         ), f"the dev tools stay out of the image: {command}"
     assert "--no-editable" in dict(syncs)[project[0]]
 
-    env = {}
+    env: dict[str, str] = {}
     for _, (k, rest) in build:
         if k == "ENV":
-            env.update(w.split("=", 1) for w in shlex.split(rest))
+            env.update(dict(w.split("=", 1) for w in shlex.split(rest)))
     assert env["UV_PROJECT_ENVIRONMENT"] == "/opt/venv"
     final = instructions[last_from:]
     assert any(k == "COPY" and rest == "--from=build /opt/venv /opt/venv" for k, rest in final)
@@ -1056,7 +1057,7 @@ def test_probe_urls_per_command() -> None:
     assert healthcheck.probe_url("mgmt", {"HTTP_ADDR": " "}) == "http://127.0.0.1:8080/health"
     assert healthcheck.probe_url("pki", {}) is None
     assert healthcheck.probe_url(None, {}) is None
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"expected \[host\]:port"):
         healthcheck.probe_url("mgmt", {"HTTP_ADDR": "nonsense"})
 
 
@@ -1078,7 +1079,7 @@ def test_probe_finds_the_notip_command_in_proc(tmp_path: Path) -> None:
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self.send_response(200 if self.path == "/health" else 503)
         self.end_headers()
         self.wfile.write(b"{}")

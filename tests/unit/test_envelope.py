@@ -46,7 +46,7 @@ def test_wire_shape_and_fresh_iv() -> None:
 
 def test_plaintext_is_compact_utf8() -> None:
     assert envelope.plaintext(21.5, "°C") == '{"value":21.5,"unit":"°C"}'.encode()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="finite number"):
         envelope.plaintext(float("nan"), "°C")
 
 
@@ -60,5 +60,5 @@ def test_wrong_key_fails() -> None:
 
 def test_parse_iso_requires_zone() -> None:
     assert envelope.parse_iso("2026-01-01T00:00:00.000Z").tzinfo is not None
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="no time zone"):
         envelope.parse_iso("2026-01-01T00:00:00")

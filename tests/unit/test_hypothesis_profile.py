@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 )
 def test_ci_profile_is_loaded() -> None:
     active = settings.default
+    assert active is not None
     assert active.deadline is None
     assert active.derandomize is True
     assert active.database is None

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -57,7 +58,8 @@ def test_gateway_profile(tmp_path: Path, key: pki.PrivateKey) -> None:
     assert ku.digital_signature and not ku.key_encipherment and not ku.key_cert_sign
     assert cert.serial_number > 0
     assert (cert.not_valid_after_utc - cert.not_valid_before_utc).days in (89, 90)
-    assert cert.public_key().public_numbers() == key.public_key().public_numbers()
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert cert.public_key().public_bytes(*spki) == key.public_key().public_bytes(*spki)
     cert.verify_directly_issued_by(ca_cert)
 
 

@@ -144,7 +144,7 @@ def test_configuration_errors_exit_2_with_one_message(tmp_path: Path) -> None:
         sys.exit(run_daemon("demo", prepare))
         """,
     )
-    code, out, err = finish(proc)
+    code, _out, err = finish(proc)
     assert code == 2
     assert err == "notip demo: invalid configuration: A is required; B='x': not an integer\n"
 

@@ -41,9 +41,8 @@ def _internal_error(subject: str, body: Any) -> Any:
 
 
 def _outcome(answer: Any) -> str:
-    if isinstance(answer, dict) and isinstance(answer.get("error"), str):
-        return answer["error"]
-    return "ok"
+    error = answer.get("error") if isinstance(answer, dict) else None
+    return error if isinstance(error, str) else "ok"
 
 
 async def answer(mgmt: Management, subject: str, data: bytes) -> Any:
@@ -106,7 +105,7 @@ async def serve_responders(
                 continue
             try:
                 await bridge.call(nc.publish, reply, json.dumps(result).encode())
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 — one lost reply never stops the worker
                 log.warning("reply not sent: %s", exc, extra={"subject": subject})
 
     subs = await bridge.call(subscribe_all)

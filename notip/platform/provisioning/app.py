@@ -139,7 +139,7 @@ def build_app(
                     audit_event(done, req.factory_id),
                     f"provisioned-{done.gateway_id}",
                 )
-            except Exception as exc:  # the gateway is onboarded; the event is best effort
+            except Exception as exc:  # noqa: BLE001 — the gateway is onboarded; the event is best effort
                 log.warning(
                     "audit event not published: %s", exc, extra={"gateway_id": done.gateway_id}
                 )

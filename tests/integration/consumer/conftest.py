@@ -241,9 +241,10 @@ class FakeMgmt:
         async def cb(msg: Msg) -> None:
             token.run_sync_soon(send.send_nowait, msg)
 
-        subs = []
-        for subject in self.SUBJECTS:
-            subs.append(await bridge.call(self.nc.subscribe, subject, queue="mgmt", cb=cb))
+        subs = [
+            await bridge.call(self.nc.subscribe, subject, queue="mgmt", cb=cb)
+            for subject in self.SUBJECTS
+        ]
         try:
             async with trio.open_nursery() as nursery:
                 task_status.started()

@@ -78,8 +78,10 @@ async def test_full_lifecycle_online_alert_offline_online(
         assert update["last_seen_at"] == body["lastSeen"]
 
         # Once per transition: more ticks, no second alert.
-        ticks = info.liveness.ticks  # type: ignore[union-attr]
-        await eventually(lambda: info.liveness.ticks >= ticks + 5)  # type: ignore[union-attr]
+        live = info.liveness
+        assert live is not None
+        ticks = live.ticks
+        await eventually(lambda: live.ticks >= ticks + 5)
         assert len(alerts.msgs) == 1 and mgmt.statuses(gw) == ["online", "offline"]
 
         await publish_telemetry(nc, tenant, gw)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import nats.errors
 import pytest
 import trio
 
@@ -148,7 +149,7 @@ async def test_sigterm_mid_stream_everything_acked_was_written(
             try:
                 await bridge.call(js.consumer_info, "TELEMETRY", durable)
                 return True
-            except Exception:
+            except nats.errors.Error:  # not found (yet), or a timeout
                 return False
 
         await eventually(durable_exists, timeout=30, what="the consumer process to start")
@@ -211,7 +212,7 @@ async def _drain_durable(nc: natsio.NATS, durable: str) -> list[dict[str, object
         got: list[dict[str, object]] = []
         try:
             msgs = await sub.fetch(500, timeout=4)
-        except Exception:
+        except nats.errors.TimeoutError:  # nothing left
             return got
         for m in msgs:
             got.append(json.loads(m.data))

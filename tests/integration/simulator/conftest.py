@@ -140,12 +140,12 @@ class SimHandle:
             json={"type": type_, "minRange": lo, "maxRange": hi, "algorithm": algorithm},
         )
         assert r.status_code == 201, r.text
-        return r.json()  # type: ignore[no-any-return]
+        return r.json()
 
     async def gateway(self, gateway_id: str) -> dict[str, Any]:
         r = await self.http.get(f"/sim/gateways/{gateway_id}")
         assert r.status_code == 200, r.text
-        return r.json()  # type: ignore[no-any-return]
+        return r.json()
 
 
 @asynccontextmanager

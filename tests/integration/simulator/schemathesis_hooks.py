@@ -12,7 +12,7 @@ is restated. Negative cases are left alone.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeGuard
 
 import schemathesis
 
@@ -28,12 +28,12 @@ def _less_than_pairs(operation_id: str) -> list[tuple[str, str]]:
     return [(a.name, b.name) for a, b in spec.less_than]
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: object) -> TypeGuard[float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 @schemathesis.hook
-def filter_case(context: schemathesis.HookContext, case: schemathesis.Case) -> bool:
+def filter_case(context: schemathesis.HookContext, case: schemathesis.Case[Any]) -> bool:
     meta = case.meta
     if meta is None or not meta.generation.mode.is_positive or not isinstance(case.body, dict):
         return True

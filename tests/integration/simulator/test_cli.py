@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import uuid
 
@@ -17,7 +18,7 @@ from .conftest import SimHandle
 
 async def notip(
     *args: str, check: bool = True, env: dict[str, str] | None = None
-) -> trio.CompletedProcess[bytes]:
+) -> subprocess.CompletedProcess[bytes]:
     with trio.fail_after(60):
         return await trio.run_process(
             [sys.executable, "-m", "notip", *args],

@@ -146,10 +146,8 @@ async def test_commands_wait_for_an_anomaly_to_end(sim: SimHandle, nc: Any) -> N
     tenant, gid = seeded.tenant_id, gw["id"]
     acks = await capture(nc, f"command.ack.{tenant}.{gid}")
     await eventually(
-        lambda: (
-            sim.sim.registry.runtime(gid) is not None and sim.sim.registry.runtime(gid).connected
-        )
-    )  # type: ignore[union-attr]
+        lambda: (runtime := sim.sim.registry.runtime(gid)) is not None and runtime.connected
+    )
 
     r = await sim.http.post(
         f"/sim/gateways/{gid}/anomaly/network-degradation",
@@ -210,7 +208,8 @@ async def test_a_command_after_a_reconnect_does_not_wait_for_the_pull_to_expire(
         conn = runtime._nc
 
         async def abort() -> None:
-            conn._transport._io_writer.transport.abort()  # a broken connection
+            # a broken connection, under nats-py's private transport wrapper
+            conn._transport._io_writer.transport.abort()  # type: ignore[union-attr]
 
         await bridge.call(abort)
         await eventually(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -106,7 +107,7 @@ async def test_operations_over_grpc(sim: SimHandle) -> None:
         assert sim.sample("notip_sim_anomalies_injected_total", type=kind) == 1
 
 
-async def run_grpcurl(*args: str, check: bool = True) -> trio.CompletedProcess[bytes]:
+async def run_grpcurl(*args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
     with trio.fail_after(30):
         return await trio.run_process(
             [grpcurl(), *args], capture_stdout=True, capture_stderr=True, check=check

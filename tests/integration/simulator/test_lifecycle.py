@@ -21,7 +21,7 @@ from .conftest import SimHandle, capture, running_simulator
 
 async def test_decommission_event_forgets_the_gateway(sim: SimHandle, nc: Any) -> None:
     assert sim.info.decommission_listener
-    gw, seeded = await sim.create(send_frequency_ms=200)
+    gw, _seeded = await sim.create(send_frequency_ms=200)
     await sim.add_sensor(gw["id"])
     other, _ = await sim.create(send_frequency_ms=200)
     # events for gateways this simulator does not have are acked and ignored

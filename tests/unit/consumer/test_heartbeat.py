@@ -120,7 +120,7 @@ async def test_grace_period_then_lifecycle(
         assert h.mgmt.checks == [] and h.alerts == []
         await trio.sleep(0.2)
         assert [c[0] - t0 for c in h.mgmt.checks] == [pytest.approx(10.0)]
-        [(at, subject, body, msg_id)] = h.alerts
+        [(at, subject, body, _msg_id)] = h.alerts
         assert at - t0 == pytest.approx(10.0) and subject == "alert.gw_offline.t1"
         assert body["gatewayId"] == "gw-a" and body["timeoutMs"] == 1000
         assert h.status_of("gw-a") == ["online", "offline"]

@@ -146,7 +146,7 @@ def test_parse_alert_configs() -> None:
     assert cfg.gateway_ms == {("t1", "g1"): 1000}
     assert skipped == 4
     for bad in (b'{"a": 1}', b"null", b"nope"):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=r"not a JSON array|Expecting value"):
             parse_alert_configs(bad, 60_000)
 
 

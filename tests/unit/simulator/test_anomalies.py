@@ -15,7 +15,7 @@ from notip.simulator.anomalies import (
 
 
 @pytest.mark.parametrize(
-    "given,expected",
+    ("given", "expected"),
     [(None, 0.3), (0, 0.0), (0.25, 0.25), (1, 1.0), (50, 0.5), (100, 1.0), (1.5, 0.015)],
 )
 def test_packet_loss_normalisation(given: float | None, expected: float) -> None:
@@ -24,13 +24,13 @@ def test_packet_loss_normalisation(given: float | None, expected: float) -> None
 
 @pytest.mark.parametrize("bad", [-0.1, 100.5, 1000, math.nan, math.inf])
 def test_packet_loss_outside_range_is_invalid(bad: float) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"within \[0, 100\]"):
         normalise_packet_loss(bad)
 
 
 @pytest.mark.parametrize("bad", [0, -1, math.nan, math.inf])
 def test_non_positive_durations_are_invalid(bad: float) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must be a positive number"):
         check_duration(bad)
 
 

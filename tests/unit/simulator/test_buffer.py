@@ -29,7 +29,7 @@ def test_take_and_requeue_keep_order() -> None:
 
 
 def test_capacity_must_be_positive() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="capacity must be >= 1"):
         DropOldestBuffer(0)
 
 

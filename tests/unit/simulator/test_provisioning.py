@@ -75,7 +75,7 @@ async def test_request_shape_and_transient_503_retried() -> None:
 
 
 @pytest.mark.parametrize(
-    "status,code,expected",
+    ("status", "code", "expected"),
     [
         (400, "VALIDATION_ERROR", grpc.StatusCode.INVALID_ARGUMENT),
         (401, "INVALID_CREDENTIALS", grpc.StatusCode.UNAUTHENTICATED),

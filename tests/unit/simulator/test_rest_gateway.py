@@ -217,7 +217,7 @@ async def test_create_camel_and_snake_case_input(
 
 
 @pytest.mark.parametrize(
-    "body,fragment",
+    ("body", "fragment"),
     [
         (b"{not json", "malformed JSON"),
         (b"[1, 2]", "JSON object"),
@@ -341,7 +341,7 @@ async def test_openapi_document(http: httpx.AsyncClient) -> None:
 
 
 @pytest.mark.parametrize(
-    "method,path,allow",
+    ("method", "path", "allow"),
     [
         ("PUT", "/sim/gateways", "GET, HEAD, POST"),
         ("DELETE", "/sim/gateways", "GET, HEAD, POST"),
@@ -365,7 +365,7 @@ async def test_405_lists_the_path_s_methods_in_allow(
 
 
 @pytest.mark.parametrize(
-    "body,fragment",
+    ("body", "fragment"),
     [
         (b'{"value": null}', "value must not be null"),
         (b'{"value": 1, "extra": 2}', "unknown field 'extra'"),
@@ -407,7 +407,7 @@ async def test_outlier_value_in_either_spelling_and_absent(
 
 
 @pytest.mark.parametrize(
-    "path,body,fragment",
+    ("path", "body", "fragment"),
     [
         ("/sim/gateways", {"factoryId": "f", "factoryKey": "k", "colour": "red"}, "unknown field"),
         ("/sim/gateways", {"factoryId": "f", "factoryKey": "k", "model": None}, "model must not"),

@@ -72,7 +72,7 @@ def test_spike_leaves_the_range_about_one_time_in_ten() -> None:
     assert set(spikes) == {25.0, -15.0}
 
 
-@pytest.mark.parametrize("lo,hi", [(-40.0, -10.0), (0.0, 1.0), (950.0, 1050.0)])
+@pytest.mark.parametrize(("lo", "hi"), [(-40.0, -10.0), (0.0, 1.0), (950.0, 1050.0)])
 def test_outlier_is_clearly_outside_the_range(lo: float, hi: float) -> None:
     spec = SensorSpec("temperature", lo, hi)
     v = sensors.outlier_value(spec)
@@ -80,7 +80,7 @@ def test_outlier_is_clearly_outside_the_range(lo: float, hi: float) -> None:
 
 
 @pytest.mark.parametrize(
-    "args,problem",
+    ("args", "problem"),
     [
         (("temperature", 0, 10, "uniform_random"), None),
         (("temperature", 0, 10, ""), None),  # the default algorithm

@@ -93,7 +93,7 @@ def test_gateways_sensors_and_cascade(tmp_path: Path) -> None:
         got = store.gateways()[0]
         assert got["desired_state"] == "stopped" and got["platform_status"] == "paused"
         assert bytes(got["aes_key"]) == row["aes_key"]
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="not updatable"):
             store.update_gateway(row["id"], aes_key=b"x")  # credentials are not updatable
         store.add_pending(row["id"], "c1", b"{}")
         store.record_executed(row["id"], "c0", "ack", None)
@@ -122,7 +122,7 @@ def test_command_bookkeeping(tmp_path: Path) -> None:
         assert store.gateways()[0]["firmware_version"] == "9.9"
         store.record_executed(gid, "c2", "nack", "bad")
         assert store.executed(gid, "c2").message == "bad"  # type: ignore[union-attr]
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="not updatable"):
             store.record_executed(gid, "c3", "ack", None, updates={"key_pem": "x"})
     finally:
         store.close()

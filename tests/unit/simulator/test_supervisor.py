@@ -3,8 +3,9 @@ its siblings down; stop really stops (MockClock, no NATS)."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import trio
 import trio.testing
@@ -23,8 +24,8 @@ class NoOnboarding:
 
 
 class FakeRuntime:
-    starts: dict[str, list[float]] = {}
-    fail_first: dict[str, int] = {}
+    starts: ClassVar[dict[str, list[float]]] = {}
+    fail_first: ClassVar[dict[str, int]] = {}
 
     def __init__(self, rec: Any, deps: GatewayDeps) -> None:
         self.rec = rec
@@ -46,7 +47,10 @@ async def test_failing_gateway_restarts_with_backoff_siblings_untouched(
     bad, good = make_record(), make_record()
     FakeRuntime.starts = {}
     FakeRuntime.fail_first = {bad.id: 4}
-    running = lambda: metrics.registry.get_sample_value("notip_sim_gateways_running")  # noqa: E731
+
+    def running() -> float | None:
+        return metrics.registry.get_sample_value("notip_sim_gateways_running")
+
     async with trio.open_nursery() as n:
         await n.start(registry.run)
         for rec in (bad, good):
@@ -54,7 +58,7 @@ async def test_failing_gateway_restarts_with_backoff_siblings_untouched(
             registry._spawn(rec)
         await trio.sleep(10)
         starts = FakeRuntime.starts[bad.id]
-        gaps = [round(b - a, 3) for a, b in zip(starts, starts[1:], strict=False)]
+        gaps = [round(b - a, 3) for a, b in itertools.pairwise(starts)]
         assert gaps == [0.5, 1.0, 2.0, 2.0]  # doubling, capped
         assert len(FakeRuntime.starts[good.id]) == 1  # never disturbed
         assert "boom" in bad.last_error

@@ -132,7 +132,9 @@ BROKEN: list[tuple[message.Message, str]] = [
 ]
 
 
-@pytest.mark.parametrize("request_,expected", BROKEN, ids=lambda x: getattr(x, "__name__", None))
+@pytest.mark.parametrize(
+    ("request_", "expected"), BROKEN, ids=lambda x: getattr(x, "__name__", None)
+)
 def test_each_rule_is_enforced(request_: message.Message, expected: str) -> None:
     got = validation.problem(request_)
     assert got is not None and got.startswith(expected), got
@@ -169,7 +171,7 @@ def _message_with(rules: pb.FieldRules, field_type: int, name: str) -> Any:
         dependency=["notip/simulator/v1/simulator.proto"],
     )
     msg = fdp.message_type.add(name="M")
-    field = msg.field.add(name="f", number=1, type=field_type, label=1)  # type: ignore[arg-type]
+    field = msg.field.add(name="f", number=1, type=field_type, label=1)
     field.options.Extensions[pb.rules].CopyFrom(rules)
     pool = descriptor_pool.Default()
     pool.Add(fdp)
@@ -177,7 +179,7 @@ def _message_with(rules: pb.FieldRules, field_type: int, name: str) -> Any:
 
 
 @pytest.mark.parametrize(
-    "name,rules,field_type",
+    ("name", "rules", "field_type"),
     [
         (
             "uuid_on_double",
@@ -216,7 +218,7 @@ def doc() -> dict[str, Any]:
 def _body(doc: dict[str, Any], path: str, verb: str = "post") -> dict[str, Any]:
     op = doc["paths"][path][verb]
     ref = op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
-    return doc["components"]["schemas"][ref.rsplit("/", 1)[1]]  # type: ignore[no-any-return]
+    return doc["components"]["schemas"][ref.rsplit("/", 1)[1]]
 
 
 def test_openapi_bodies_carry_the_rules(doc: dict[str, Any]) -> None:
