@@ -8,7 +8,7 @@ on the JetStream consumer exactly as in benchmark 1 (first ack → nothing pendi
 un-acked); the two-instance figure is total throughput, and "2 / 1" is the ratio of
 the two drains of the same run.
 
-Liveness ownership (README "Data consumer" › Scale-out): a pull consumer is a work
+Liveness ownership (docs/consumer.md#scale-out-and-ownership): a pull consumer is a work
 queue, so both instances ingest; liveness has exactly one owner. Instance 1 runs with
 `LIVENESS_ENABLED=true` (the default: ticks, alerts, status dispatcher, alert-config
 refresh, decommission listener); instance 2 runs with `LIVENESS_ENABLED=false`

@@ -1,8 +1,8 @@
 """The platform stand-ins and the simulator as separate processes, for the simulator
 and control-plane benchmarks: `notip mgmt`, `notip provisioning`, `notip simulator`,
-each configured through its CONTRACTS §5 environment exactly as `notip dev` does
+each configured through its environment variables (docs/contracts.md#environment-variables) exactly as `notip dev` does
 (notip/devstack.py), on the benchmark's nats-server. Plus the HTTP steps these
-benchmarks share: seeding factory credentials in mgmt (admin HTTP, CONTRACTS §7),
+benchmarks share: seeding factory credentials in mgmt (admin HTTP, docs/contracts.md#management-admin-http),
 creating gateways through the simulator's bulk route (onboarding included) and
 adding sensors."""
 

@@ -4,7 +4,7 @@
 One image runs every `notip` command, so the probe first finds out which command this
 container runs (the `notip` process in /proc), then asks that daemon's own health
 endpoint at the address the daemon itself reads from the environment, with the
-defaults of CONTRACTS §5:
+defaults of docs/contracts.md#environment-variables:
 
     consumer      METRICS_ADDR (:9090)  /healthz
     simulator     HTTP_ADDR    (:8090)  /health

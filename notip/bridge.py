@@ -1,4 +1,4 @@
-"""The one module that touches trio-asyncio (DESIGN §4).
+"""The one module that touches trio-asyncio (docs/design.md#the-trio-asyncio-bridge).
 
 Rules it encodes:
 

@@ -1,4 +1,4 @@
-"""Reading settings from environment variables (CONTRACTS §5).
+"""Reading settings from environment variables (docs/contracts.md#environment-variables).
 
 Every daemon's `settings.py` builds a frozen dataclass through an `Env` reader, which
 collects *all* problems and raises one `ConfigError` whose message names each

@@ -1,4 +1,4 @@
-"""The wire contract in one place (CONTRACTS §1): every NATS subject the daemons use,
+"""The wire contract in one place (docs/contracts.md#nats): every NATS subject the daemons use,
 its parser, the JetStream stream table, the gateway-status aliases and the JSON
 shapes that one daemon builds and another reads (commands, command acks, gw_offline
 alerts, decommission events). Pure: no I/O, no clock.
@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-# -- telemetry (§1.3) -----------------------------------------------------------------
+# -- telemetry (docs/contracts.md#telemetry-envelope) -----------------------------------------------------------------
 
 #: `telemetry.data.{tenantId}.{gatewayId}`: gateways publish, the consumer ingests.
 TELEMETRY_PREFIX = "telemetry.data."
@@ -54,7 +54,7 @@ def parse_telemetry(subject: str) -> tuple[str, str] | None:
     return _two_ids(subject, TELEMETRY_PREFIX)
 
 
-# -- commands and acks (§1.4) ---------------------------------------------------------
+# -- commands and acks (docs/contracts.md#commands-and-acks) ---------------------------------------------------------
 
 COMMAND_PREFIX = "command.gw."
 COMMANDS_ALL = "command.gw.>"
@@ -80,7 +80,7 @@ def command_durable(gateway_id: str) -> str:
     return f"gw-{gateway_id}"
 
 
-# -- alerts (§1.5) --------------------------------------------------------------------
+# -- alerts (docs/contracts.md#alerts-and-decommission-events) --------------------------------------------------------------------
 
 ALERTS_ALL = "alert.>"
 GW_OFFLINE = "gw_offline"
@@ -102,7 +102,7 @@ def parse_gw_offline_alert(subject: str) -> str | None:
     return None
 
 
-# -- decommission (§1.5) --------------------------------------------------------------
+# -- decommission (docs/contracts.md#alerts-and-decommission-events) --------------------------------------------------------------
 
 DECOMMISSIONED_PREFIX = "gateway.decommissioned."
 DECOMMISSIONED_ALL = "gateway.decommissioned.>"
@@ -127,7 +127,7 @@ def audit_subject(tenant_id: str) -> str:
     return f"log.audit.{tenant_id}"
 
 
-# -- internal request-reply (§1.6) and the consumers' liveness feed -------------------
+# -- internal request-reply (docs/contracts.md#management-request-reply) and the consumers' liveness feed -------------------
 
 MGMT_FACTORY_VALIDATE = "internal.mgmt.factory.validate"
 MGMT_PROVISIONING_COMPLETE = "internal.mgmt.provisioning.complete"
@@ -147,7 +147,7 @@ MGMT_SUBJECTS = (
 #: committed sightings here, the liveness owner subscribes (core NATS, no stream).
 LIVENESS_FEED_SUBJECT = "internal.consumer.liveness.seen"
 
-# -- streams (§1.1) -------------------------------------------------------------------
+# -- streams (docs/contracts.md#streams) -------------------------------------------------------------------
 
 DAY_S = 86400.0
 
@@ -166,7 +166,7 @@ DECOMMISSION = Stream("DECOMMISSION", (DECOMMISSIONED_ALL,), DAY_S)
 AUDIT_LOG = Stream("AUDIT_LOG", (AUDIT_ALL,), 90 * DAY_S)
 STREAMS: tuple[Stream, ...] = (TELEMETRY, COMMANDS, COMMAND_ACKS, ALERTS, DECOMMISSION, AUDIT_LOG)
 
-# -- gateway status aliases (§1.4) ----------------------------------------------------
+# -- gateway status aliases (docs/contracts.md#commands-and-acks) ----------------------------------------------------
 
 #: Canonical platform status ← accepted spelling (after `normal_status_key`).
 STATUS_ALIASES: dict[str, str] = {
@@ -189,7 +189,7 @@ def canonical_status(value: object) -> str | None:
     return STATUS_ALIASES.get(_STATUS_SEPARATORS.sub("_", value.strip().lower()))
 
 
-# -- JSON payload shapes (§1.4, §1.5) ---------------------------------------------------
+# -- JSON payload shapes (docs/contracts.md#commands-and-acks, docs/contracts.md#alerts-and-decommission-events) ---------------------------------------------------
 
 
 def _compact(obj: dict[str, Any], *, ascii_only: bool = True) -> bytes:
@@ -295,7 +295,7 @@ class GwOfflineFields:
 def gw_offline_alert_body(
     gateway_id: str, last_seen: str, timeout_ms: int, timestamp: str
 ) -> bytes:
-    """The gw_offline alert the consumer publishes (camelCase, §1.5)."""
+    """The gw_offline alert the consumer publishes (camelCase, docs/contracts.md#alerts-and-decommission-events)."""
     return _compact(
         {
             "gatewayId": gateway_id,

@@ -8,7 +8,7 @@ with a parent-death signal, so they never outlive this process, also when it is
 killed or a service fails at start-up.
 
 Each service is configured exactly as its own command would be: through the
-environment variables of CONTRACTS §5, parsed by its `Settings.from_env`.
+environment variables of docs/contracts.md#environment-variables, parsed by its `Settings.from_env`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The telemetry envelope and its crypto contract (CONTRACTS §1.3): pure, no I/O.
+"""The telemetry envelope and its crypto contract (docs/contracts.md#telemetry-envelope): pure, no I/O.
 
 Gateways (the simulator) seal readings; clients that hold the key (`notip tail`,
 tests) open them; the cloud (the consumer) only checks the envelope's shape and
@@ -108,7 +108,7 @@ class Envelope:
 
 
 def plaintext(value: float, unit: str) -> bytes:
-    """Compact JSON, `°` not escaped, no NaN/Infinity (CONTRACTS §1.3)."""
+    """Compact JSON, `°` not escaped, no NaN/Infinity (docs/contracts.md#telemetry-envelope)."""
     if not math.isfinite(value):
         raise ValueError("reading must be a finite number")
     return json.dumps(

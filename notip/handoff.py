@@ -1,5 +1,5 @@
 """The one hand-off from asyncio callbacks (nats-py's reader, connection hooks) to
-Trio tasks (DESIGN §4).
+Trio tasks (docs/design.md#the-trio-asyncio-bridge).
 
 Under trio-asyncio both sides run on one thread, but an asyncio callback must not
 drive Trio's scheduler itself: it leaves work for Trio with

@@ -1,5 +1,5 @@
 """Generator for `nats-server.conf`: mTLS with `verify_and_map`, the service users of
-CONTRACTS §1 mapped by certificate subject, JetStream, monitoring."""
+docs/contracts.md#identities-and-permissions mapped by certificate subject, JetStream, monitoring."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """NATS adapter shared by every daemon: mTLS connections, the stream bootstrap of
-CONTRACTS §1.1, and request-reply with the callers' retry policy (§1.2).
+docs/contracts.md#streams, and request-reply with the callers' retry policy (docs/contracts.md#request-reply-policy).
 
 Connections are nats-py objects living on the trio-asyncio loop; everything here is
 called from Trio. The rest of the adapter layer, one home each: JetStream publishes,
@@ -215,7 +215,7 @@ async def open_connection(
         await drain(nc)
 
 
-# -- streams (CONTRACTS §1.1) ---------------------------------------------------------
+# -- streams (docs/contracts.md#streams) ---------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -295,7 +295,7 @@ async def bootstrap_streams(
         await drain(nc)
 
 
-# -- request-reply (CONTRACTS §1.2 caller policy) ---------------------------------------
+# -- request-reply (caller policy: docs/contracts.md#request-reply-policy) ---------------------------------------
 
 REQUEST_TIMEOUT_S = 5.0
 REQUEST_BACKOFF_S: tuple[float, ...] = (1.0, 2.0, 4.0)

@@ -1,5 +1,5 @@
 """The platform's PKI: one CA, service client certificates, server certificates, and
-the gateway-certificate profile the provisioning stand-in signs (CONTRACTS §3).
+the gateway-certificate profile the provisioning stand-in signs (docs/contracts.md#provisioning-http).
 
 Everything here is plain functions over `cryptography` objects and files; no I/O
 beyond reading and writing the PKI directory.
@@ -225,7 +225,7 @@ def sign_gateway_csr(
     tenant_id: str,
     days: int = 90,
 ) -> x509.Certificate:
-    """CONTRACTS §3 profile: CN = gatewayId (the CSR's subject is ignored), SAN DNS
+    """docs/contracts.md#provisioning-http profile: CN = gatewayId (the CSR's subject is ignored), SAN DNS
     `{gw}.{tenant}.gateways.notip.internal`, EKU clientAuth, keyUsage
     digitalSignature only, random positive serial, `days` of validity."""
     public_key = csr.public_key()

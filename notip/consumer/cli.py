@@ -24,6 +24,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "consumer",
         help="the data consumer: telemetry → TimescaleDB, liveness, offline alerts",
-        description="Configured by environment variables (README: Data consumer).",
+        description="Configured by environment variables (docs/consumer.md#settings).",
     )
     p.set_defaults(func=cmd_consumer)

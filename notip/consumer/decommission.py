@@ -3,8 +3,7 @@ DECOMMISSION (`gateway.decommissioned.{tenantId}.{gatewayId}`).
 
 Per event: record the quarantine in the database (so it survives a restart), remove
 the gateway from the tracker and from the status queue, then ack. Tenant and gateway
-come from the subject tokens 2 and 3 (`contracts.parse_decommissioned`, CONTRACTS
-§1.5); the event time is the JetStream stored timestamp. A malformed subject is
+come from the subject tokens 2 and 3 (`contracts.parse_decommissioned`, docs/contracts.md#alerts-and-decommission-events); the event time is the JetStream stored timestamp. A malformed subject is
 terminated. The pull loop is the shared one (`notip.jetstream.pull.consume`)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Validation of telemetry messages, batch-shaped and sans-io (DESIGN §6).
+"""Validation of telemetry messages, batch-shaped and sans-io (docs/consumer.md#guarantees).
 
 `validate_batch` turns one pulled batch of raw JetStream messages into the rows of one
 multi-row INSERT (blobs verbatim, tenant from subject token 2, time from the envelope)

@@ -4,7 +4,7 @@ Times are seconds since the epoch, passed in by the caller (`now`). The tracker 
 only with *committed* messages and their JetStream stored timestamp (clamped to now),
 so redeliveries and backlog replays cannot make a dead gateway look alive.
 
-Rules (README "Data consumer / Liveness"):
+Rules (docs/consumer.md#liveness-rules):
 
 - A sighting is *fresh* when `now - seen <= timeout`. A fresh first sighting reports
   `online`; a stale one (an old message of a backlog) is tracked as `unknown` and
@@ -169,7 +169,7 @@ class Tracker:
             del self.tombstones[key]
 
 
-# -- alert configs (CONTRACTS §1.6 alert-configs.list) ----------------------------------------
+# -- alert configs (docs/contracts.md#management-request-reply alert-configs.list) ----------------------------------------
 
 
 @dataclass(frozen=True)
@@ -235,7 +235,7 @@ def parse_alert_configs(payload: bytes, default_ms: int) -> tuple[AlertConfigs, 
     return AlertConfigs(default_ms, tenant, gateway), skipped
 
 
-# -- the gw_offline alert (CONTRACTS §1.5) ---------------------------------------------------
+# -- the gw_offline alert (docs/contracts.md#alerts-and-decommission-events) ---------------------------------------------------
 
 
 def alert_message(c: Candidate, now: float) -> tuple[bytes, str]:

@@ -1,4 +1,4 @@
-"""The consumer's Prometheus metrics: the 17 names of CONTRACTS §6 (no labels) plus a
+"""The consumer's Prometheus metrics: the 17 names of docs/contracts.md#metrics (no labels) plus a
 few new series. One registry per service instance (never the global one)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ TICK_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 3
 class ConsumerMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry or CollectorRegistry()
-        # -- CONTRACTS §6 (names fixed, no labels) --------------------------------------
+        # -- docs/contracts.md#metrics (names fixed, no labels) --------------------------------------
         self.messages_received = Counter(
             P + "messages_received_total",
             "Telemetry messages delivered to this instance",

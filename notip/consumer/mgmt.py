@@ -1,4 +1,4 @@
-"""Client of the management responders (CONTRACTS §1.6), over NATS request-reply with
+"""Client of the management responders (docs/contracts.md#management-request-reply), over NATS request-reply with
 the callers' retry policy (only transport failures retried). Parsing is sans-io."""
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def parse_update_answer(payload: bytes) -> tuple[str, str | None]:
 
 
 def retry_backoff(retries: int) -> tuple[float, ...]:
-    """CONTRACTS §1.2: 1 s / 2 s / 4 s, then 4 s."""
+    """docs/contracts.md#request-reply-policy: 1 s / 2 s / 4 s, then 4 s."""
     return Backoff(1.0, cap=4.0, limit=retries).schedule()
 
 

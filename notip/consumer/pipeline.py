@@ -1,4 +1,4 @@
-"""The ingest pipeline: fetch scope → K writer tasks (DESIGN §3, §6).
+"""The ingest pipeline: fetch scope → K writer tasks (docs/design.md#nursery-trees, docs/consumer.md#guarantees).
 
 ```
 fetcher ──(batch, rendezvous channel)──▶ writer × INGEST_WRITERS

@@ -1,5 +1,5 @@
-"""The consumer's settings: CONTRACTS §5 plus the ingest, liveness and operations
-knobs this implementation adds (every one documented in README "Data consumer").
+"""The consumer's settings: docs/contracts.md#environment-variables plus the ingest, liveness and operations
+knobs this implementation adds (every one documented in docs/consumer.md#settings).
 
 `Settings.from_env` collects every problem and raises one `ConfigError` naming each
 variable; `DB_PASSWORD_FILE` is read (and stripped) here so that a missing or empty
@@ -23,7 +23,7 @@ ALERT_TEMPLATE_FIELDS = frozenset({"tenant_id", "gateway_id"})
 
 ENV_VARS: frozenset[str] = frozenset(
     {
-        # CONTRACTS §5, required
+        # docs/contracts.md#environment-variables, required
         "NATS_URL",
         "NATS_TLS_CA",
         "NATS_TLS_CERT",
@@ -32,7 +32,7 @@ ENV_VARS: frozenset[str] = frozenset(
         "DB_NAME",
         "DB_USER",
         "DB_PASSWORD_FILE",
-        # CONTRACTS §5, optional
+        # docs/contracts.md#environment-variables, optional
         "DB_PORT",
         "DB_MAX_CONNS",
         "DB_MIN_CONNS",

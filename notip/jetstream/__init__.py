@@ -1,4 +1,4 @@
-"""JetStream adapters shared by every daemon (DESIGN §4), each concept in one module:
+"""JetStream adapters shared by every daemon (docs/design.md#the-trio-asyncio-bridge), each concept in one module:
 
 - `publish`: JetStream publishes — one awaited publish (optionally with a
   `Nats-Msg-Id`) and the simulator's batched `publish_async`;

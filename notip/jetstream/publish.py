@@ -1,4 +1,4 @@
-"""JetStream publishes, the one home of both kinds (DESIGN §4):
+"""JetStream publishes, the one home of both kinds (docs/design.md#the-trio-asyncio-bridge):
 
 - `publish`: one message, waiting for its PubAck within `timeout`, optionally with a
   `Nats-Msg-Id` (the stream's duplicate window then drops a retried publish):

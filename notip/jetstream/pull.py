@@ -1,5 +1,5 @@
 """Pulling from durable JetStream consumers: the one way every daemon does it
-(DESIGN §4). Continuous-credit batch pull on nats-py's *core* API.
+(docs/design.md#the-trio-asyncio-bridge). Continuous-credit batch pull on nats-py's *core* API.
 
 Why not `js.pull_subscribe(...).fetch()`: under trio-asyncio every asyncio callback
 costs a trip through Trio, and `fetch()` runs `next_msg()` per message (a task and a

@@ -6,6 +6,6 @@
   responders, command and decommission publishers, ack and alert recorders) with a
   small admin HTTP surface for seeding and inspection.
 
-They exist for local runs (`notip dev`) and the test suite; on the wire (CONTRACTS §1,
-§3, §7) they behave like the real services.
+They exist for local runs (`notip dev`) and the test suite; on the wire (docs/contracts.md#nats,
+docs/contracts.md#provisioning-http, docs/contracts.md#management-admin-http) they behave like the real services.
 """

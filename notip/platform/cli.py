@@ -1,6 +1,6 @@
 """`notip provisioning` and `notip mgmt [--seed FILE]`: the platform stand-ins.
 
-Settings come from the environment (CONTRACTS §5); both run through `notip.runner`: a bad
+Settings come from the environment (docs/contracts.md#environment-variables); both run through `notip.runner`: a bad
 setting or seed file prints its message on stderr and exits 2; SIGTERM/SIGINT stop the
 service gracefully (exit 0); a crash exits 1.
 """

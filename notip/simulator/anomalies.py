@@ -1,4 +1,4 @@
-"""Anomaly state of one gateway (CONTRACTS §4), sans-io: time is passed in.
+"""Anomaly state of one gateway (docs/contracts.md#simulator-rest-api), sans-io: time is passed in.
 
 - network degradation: each envelope is dropped with probability `loss` until it ends;
 - disconnect: the gateway's connection is closed until it ends;
@@ -20,7 +20,7 @@ OUTLIER = "outlier"
 
 
 def normalise_packet_loss(value: float | None) -> float:
-    """CONTRACTS §4: absent → 0.3; values above 1 are percentages (50 → 0.5); outside
+    """docs/contracts.md#simulator-rest-api: absent → 0.3; values above 1 are percentages (50 → 0.5); outside
     [0, 100] (or not a number) is invalid (ValueError)."""
     if value is None:
         return DEFAULT_PACKET_LOSS

@@ -276,7 +276,7 @@ def _add_create_options(p: argparse.ArgumentParser) -> None:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     daemon = sub.add_parser(
-        "simulator", help="run the gateway simulator daemon (settings: environment, see README)"
+        "simulator", help="run the gateway simulator daemon (settings: docs/simulator.md)"
     )
     daemon.set_defaults(func=run_daemon)
 

@@ -1,4 +1,4 @@
-"""Commands and acks (CONTRACTS §1.4), sans-io.
+"""Commands and acks (docs/contracts.md#commands-and-acks), sans-io.
 
 Management publishes snake_case; the published contract uses camelCase: every key is
 read in both spellings (`contracts.field`). `parse` checks the envelope of a command,
@@ -144,6 +144,6 @@ def interpret(cmd: Command) -> ConfigUpdate | FirmwarePush:
 
 
 def ack_payload(command_id: str, status: str, message: str | None, now: dt.datetime) -> bytes:
-    """CONTRACTS §1.4 ack (snake_case); `message` is present when there is one (always on
+    """docs/contracts.md#commands-and-acks ack (snake_case); `message` is present when there is one (always on
     nack)."""
     return contracts.ack_body(command_id, status, message, iso(now))

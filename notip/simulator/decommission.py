@@ -1,5 +1,5 @@
 """Decommission listener: durable `simulator-decommission` on
-`gateway.decommissioned.>` (CONTRACTS §1.5). Tenant and gateway come from the
+`gateway.decommissioned.>` (docs/contracts.md#alerts-and-decommission-events). Tenant and gateway come from the
 subject (tokens 2 and 3); the gateway stops and is forgotten; events for gateways
 this simulator does not have are acked and ignored.
 

@@ -1,4 +1,4 @@
-"""One running gateway = one Trio nursery (DESIGN §3):
+"""One running gateway = one Trio nursery (docs/design.md#nursery-trees):
 
 ```
 gateway nursery

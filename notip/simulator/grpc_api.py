@@ -8,7 +8,7 @@ methods directly from Trio. Both faces first check the request against the proto
 request rules (`validation.check`: INVALID_ARGUMENT naming the broken rule), so the
 operations and the registry receive valid requests only.
 
-Server (DESIGN §4 rule 4): created and started inside the trio-asyncio loop, the task
+Server (docs/design.md#the-trio-asyncio-bridge rule 4): created and started inside the trio-asyncio loop, the task
 parks in `trio.sleep_forever()`, the server is stopped in a shielded `finally`.
 Health (`grpc.health.v1`) and reflection are on, so `grpcurl -plaintext HOST:PORT
 list|describe|<call>` works.

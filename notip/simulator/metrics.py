@@ -1,4 +1,4 @@
-"""The simulator's Prometheus series (CONTRACTS §6), in its own registry per instance.
+"""The simulator's Prometheus series (docs/contracts.md#metrics), in its own registry per instance.
 
 The nine contract names are kept exactly; the extra series beside them are marked.
 Per-gateway series are removed when a gateway is deleted, so a long-running simulator
@@ -37,7 +37,7 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        # -- CONTRACTS §6 ---------------------------------------------------------
+        # -- docs/contracts.md#metrics ---------------------------------------------------------
         self.gateways_running = Gauge(
             "notip_sim_gateways_running", "Gateways whose nursery is running", registry=r
         )

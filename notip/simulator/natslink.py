@@ -1,4 +1,4 @@
-"""The simulator's NATS specifics: its durables' configurations (DESIGN §4).
+"""The simulator's NATS specifics: its durables' configurations (docs/design.md#the-trio-asyncio-bridge).
 Publishing and pulling go through the shared adapters (notip.jetstream), subjects
 come from notip.contracts, TLS (and each connection's read buffer) from
 notip.simulator.tls.

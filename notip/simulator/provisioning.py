@@ -1,4 +1,4 @@
-"""Onboarding with the Provisioning Service (CONTRACTS §3), over HTTP.
+"""Onboarding with the Provisioning Service (docs/contracts.md#provisioning-http), over HTTP.
 
 `{PROVISIONING_URL}/api/provision/onboard` with factory credentials and a CSR for a
 fresh RSA-2048 key; 15 s per attempt; transient failures (503, timeouts, connection

@@ -1,5 +1,5 @@
 """The simulator's application core: the gateways, their sensors, and the registry
-nursery that holds one supervised nursery per running gateway (DESIGN §3).
+nursery that holds one supervised nursery per running gateway (docs/design.md#nursery-trees).
 
 Both control-plane faces (gRPC and REST) call these operations; errors are
 `ApiError`s with gRPC codes. The faces check each request against the proto's

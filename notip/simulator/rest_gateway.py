@@ -1,4 +1,4 @@
-"""The REST face of the control plane, derived from the proto (DESIGN §5).
+"""The REST face of the control plane, derived from the proto (docs/design.md#one-proto-two-faces).
 
 Nothing about a route is written twice: for every RPC with a `google.api.http`
 annotation this module builds a Starlette route from the annotation's method and
@@ -27,7 +27,7 @@ A method the path does not support is a 405 whose `Allow` header lists the metho
 does support (RFC 9110); an unknown path is a 404.
 
 JSON spelling out: lowerCamelCase (json_format's default), except for request
-messages marked `rest_snake_case` (the anomaly bodies of CONTRACTS §4), which the
+messages marked `rest_snake_case` (the anomaly bodies of docs/contracts.md#simulator-rest-api), which the
 OpenAPI document shows snake_case; both spellings are accepted on input everywhere.
 
 `GET /openapi.json` serves an OpenAPI 3.0 document generated from the same routes and

@@ -1,4 +1,4 @@
-"""Reading generators (CONTRACTS §4): sans-io and seedable.
+"""Reading generators (docs/contracts.md#simulator-rest-api): sans-io and seedable.
 
 `reading(spec, t, rng)` is a pure function of the sensor's spec, the time `t` in
 seconds (only `sine_wave` uses it) and a `random.Random`, so tests replay exact

@@ -1,4 +1,4 @@
-"""`notip simulator`: the whole daemon. Its nursery tree (DESIGN §3):
+"""`notip simulator`: the whole daemon. Its nursery tree (docs/design.md#nursery-trees):
 
 ```
 open_loop (the caller's: bridge.run / aio_loop / notip dev)

@@ -1,4 +1,4 @@
-"""`notip simulator` settings (CONTRACTS §5)."""
+"""`notip simulator` settings (docs/contracts.md#environment-variables)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Request rules, declared once in simulator.proto and derived from there (DESIGN §5).
+"""Request rules, declared once in simulator.proto and derived from there (docs/design.md#one-proto-two-faces).
 
 A request field carries `(rules)` (`FieldRules`: required, uuid, min, max,
 exclusive_min, allowed, max_len, ignore_empty) and a request message may carry

@@ -1,4 +1,4 @@
-"""DESIGN §4 rule 2: cancelling a Trio scope in the middle of a database call leaves
+"""docs/design.md#the-trio-asyncio-bridge rule 2: cancelling a Trio scope in the middle of a database call leaves
 the pool usable and `close()` returns."""
 
 from __future__ import annotations

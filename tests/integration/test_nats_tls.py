@@ -1,4 +1,4 @@
-"""The NATS server accepts exactly the certificates CONTRACTS §1 says it should."""
+"""The NATS server accepts exactly the certificates docs/contracts.md#identities-and-permissions says it should."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ Docker engine (CI machines have the docker CLI but neither an engine nor compose
 - Dockerfile: multi-stage, non-root, HEALTHCHECK, `notip` entrypoint, installs exactly
   uv.lock (a dependency layer before the project); the health probe
   (deploy/healthcheck.py) itself; Prometheus targets and Grafana dashboards (the
-  metric names of CONTRACTS §6, cross-checked against the daemons' registries).
+  metric names of docs/contracts.md#metrics, cross-checked against the daemons' registries).
 
 Checks that need a module still being written elsewhere `xfail` naming that module;
 they become strict as soon as it exists.
@@ -54,7 +54,7 @@ DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
 DEPLOY = REPO / "deploy"
 
-# CONTRACTS §6, verbatim.
+# docs/contracts.md#metrics, verbatim.
 CONSUMER_METRICS = frozenset(
     "notip_consumer_" + n
     for n in (
@@ -471,12 +471,8 @@ def addr_port(addr: str) -> int:
 
 
 def compose_schema_path() -> Path:
-    shared = REPO.parent / "shared" / "schemas" / "compose-spec.json"
-    vendored = DEPLOY / "compose-spec.json"
-    for candidate in (shared, vendored):
-        if candidate.is_file():
-            return candidate
-    pytest.fail(f"no Compose Specification schema at {shared} or {vendored}")
+    """The Compose Specification's JSON schema, vendored in deploy/ (no network)."""
+    return DEPLOY / "compose-spec.json"
 
 
 def test_compose_file_validates_against_the_compose_specification() -> None:
@@ -1188,7 +1184,7 @@ def test_dashboards_use_exactly_the_contract_metric_names() -> None:
         used = {
             _contract_name(n, histograms) for e in _exprs(boards[stem]) for n in _metric_names(e)
         }
-        assert used - contract == set(), f"{stem}: not in CONTRACTS §6: {sorted(used - contract)}"
+        assert used - contract == set(), f"{stem}: not in the contract: {sorted(used - contract)}"
         assert contract - used == set(), f"{stem}: no panel for {sorted(contract - used)}"
     for hist in CONSUMER_HISTOGRAMS:
         assert any(f"{hist}_bucket" in e for e in _exprs(boards["consumer"])), hist

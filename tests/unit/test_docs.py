@@ -159,7 +159,6 @@ def test_outside_citation_detector() -> None:
     assert not outside_citations("docs/contracts.md#telemetry-envelope")
 
 
-@pytest.mark.xfail(strict=True, reason="citations rewritten by /tmp/cite_map.py at the end")
 def test_nothing_cites_notes_outside_the_repository() -> None:
     offenders: list[str] = []
     for path in scanned_files():

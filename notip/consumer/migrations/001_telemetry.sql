@@ -1,4 +1,4 @@
--- CONTRACTS §2: the telemetry table. Idempotent: safe to run at every start-up.
+-- docs/contracts.md#telemetry-table: the telemetry table. Idempotent: safe to run at every start-up.
 CREATE TABLE IF NOT EXISTS telemetry (
     time           timestamptz NOT NULL,
     tenant_id      text        NOT NULL,

@@ -1,4 +1,4 @@
-"""Admin HTTP surface of the management stand-in: exactly the routes of CONTRACTS §7.
+"""Admin HTTP surface of the management stand-in: exactly the routes of docs/contracts.md#management-admin-http.
 
 The tenant is passed explicitly (body field or `tenant_id` query parameter) instead of
 coming from a login token. Errors are JSON `{"error": "<what is wrong>"}`: 400

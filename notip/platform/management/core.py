@@ -133,7 +133,7 @@ class Management:
             raise NotFound("unknown tenant")
         return tid
 
-    # == NATS responders (CONTRACTS §1.6) ===============================================
+    # == NATS responders (docs/contracts.md#management-request-reply) ===============================================
 
     async def factory_validate(self, body: Any) -> dict[str, Any]:
         """→ `{gateway_id, tenant_id}` or `{"error": INVALID|ALREADY_PROVISIONED|
@@ -176,7 +176,7 @@ class Management:
             if firmware is not None:
                 firmware = text_field(firmware, "firmware_version")
         except BadInput as exc:
-            # §1.6 has no code for a malformed request here; INTERNAL is the failure.
+            # docs/contracts.md#management-request-reply has no code for a malformed request here; INTERNAL is the failure.
             log.warning("provisioning.complete rejected: %s", exc)
             return {"success": False, "error": "INTERNAL"}
 
@@ -229,7 +229,7 @@ class Management:
     async def get_status(self, body: Any) -> dict[str, Any]:
         """`{gateway_id, state}`; an unknown or decommissioned gateway, or one of another
         tenant, answers `{gateway_id, error: NOT_FOUND}` (no state: the caller fails
-        open, as §1.6 asks)."""
+        open, as docs/contracts.md#management-request-reply asks)."""
         if not isinstance(body, dict) or not is_uuid(body.get("gateway_id")):
             return {"error": "INVALID_PAYLOAD"}
         gateway_id = str(body["gateway_id"]).lower()
@@ -243,7 +243,7 @@ class Management:
             return {"gateway_id": body["gateway_id"], "error": "NOT_FOUND"}
         return {"gateway_id": body["gateway_id"], "state": gw.state}
 
-    # == admin (CONTRACTS §7) ===========================================================
+    # == admin (docs/contracts.md#management-admin-http) ===========================================================
 
     async def create_gateway(self, body: dict[str, Any]) -> str:
         only_fields(body, {"factory_id", "factory_key", "tenant_id", "model", "id"})

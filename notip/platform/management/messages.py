@@ -1,4 +1,4 @@
-"""Management's side of the wire formats (CONTRACTS §1.4, §1.5, §7): pure functions,
+"""Management's side of the wire formats (docs/contracts.md#commands-and-acks, docs/contracts.md#alerts-and-decommission-events, docs/contracts.md#management-admin-http): pure functions,
 no I/O, time passed in. Subjects, field names, the command and decommission bodies,
 the ack and alert field readers and the status aliases are the contract's
 (notip.contracts, shared with the gateways and the data consumer); this module adds
@@ -6,8 +6,8 @@ management's validation of what it reads (UUIDs, timestamps, lower-case ids):
 
 - the command payloads it accepts on its admin routes (`config_payload`, …);
 - acks it reads from `command.ack.{tenantId}.{gatewayId}` (`parse_ack`);
-- gw_offline alerts it reads from `alert.>` (both subject forms of §1.2);
-- the lazy command-status resolution of §7.
+- gw_offline alerts it reads from `alert.>` (both subject forms of docs/contracts.md#subjects);
+- the lazy command-status resolution of docs/contracts.md#management-admin-http.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from notip.platform.validation import (
 
 COMMAND_TYPES = contracts.COMMAND_TYPES
 ACK_STATUSES = contracts.ACK_STATUSES
-#: A command with no ack this long after `issued_at` reads as `timeout` (§7).
+#: A command with no ack this long after `issued_at` reads as `timeout` (docs/contracts.md#management-admin-http).
 COMMAND_TIMEOUT_S = 75.0
 
 # -- commands ---------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The request-reply responders of CONTRACTS §1.6, in a queue group so that each
+"""The request-reply responders of docs/contracts.md#management-request-reply, in a queue group so that each
 request gets exactly one reply however many instances run.
 
 nats-py delivers on the asyncio side; its callback only hands (subject, data, reply)

@@ -1,4 +1,4 @@
-"""`notip mgmt --seed FILE` (CONTRACTS §7): gateways and alert configs loaded at
+"""`notip mgmt --seed FILE` (docs/contracts.md#management-admin-http): gateways and alert configs loaded at
 start-up, idempotently.
 
 ```json

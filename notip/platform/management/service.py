@@ -9,7 +9,7 @@
         ├── responders         internal.mgmt.* request-reply, queue group
         ├── acks consumer      durable on COMMAND_ACKS  → commands' status
         ├── alerts consumer    durable on ALERTS        → recorded gw_offline alerts
-        └── admin HTTP         CONTRACTS §7 routes, /health, /metrics (hypercorn on Trio)
+        └── admin HTTP         docs/contracts.md#management-admin-http routes, /health, /metrics (hypercorn on Trio)
 ```
 Readiness (`task_status.started`) comes once the responders are subscribed, the
 durables bound and the HTTP port bound. Shutdown is cancellation: the responders

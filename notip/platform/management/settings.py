@@ -1,4 +1,4 @@
-"""Settings of `notip mgmt` (CONTRACTS §5, management stand-in)."""
+"""Settings of `notip mgmt` (docs/contracts.md#environment-variables, management stand-in)."""
 
 from __future__ import annotations
 
@@ -34,9 +34,9 @@ class Settings:
     #: `--seed FILE` (a command-line option, not an environment variable).
     seed_file: Path | None = None
 
-    # Not read from the environment (CONTRACTS §5 fixes the variables); the defaults
+    # Not read from the environment (docs/contracts.md#environment-variables fixes the variables); the defaults
     # are the platform's, tests override them with dataclasses.replace.
-    #: A command without an ack reads as `timeout` this long after issued_at (§7).
+    #: A command without an ack reads as `timeout` this long after issued_at (docs/contracts.md#management-admin-http).
     command_timeout_s: float = 75.0
     #: Queue group of the request-reply responders (one reply per request).
     queue_group: str = "management-api"

@@ -7,7 +7,7 @@ instances may share one file (WAL mode, `busy_timeout`: the queue-group test run
 of them), and a statement waiting for another instance's write lock must not block
 the event loop.
 
-Two separate notions of a gateway's state, as CONTRACTS §1.6/§7 need:
+Two separate notions of a gateway's state, as docs/contracts.md#management-request-reply/docs/contracts.md#management-admin-http need:
 - `status` — the runtime status reported by the data consumer (`online`/`offline`;
   `provisioning` until onboarding completes);
 - `paused` — the admin lifecycle flag, set and cleared only by the admin routes, so a
@@ -120,7 +120,7 @@ class Gateway:
 
     @property
     def state(self) -> str:
-        """The `get-status` answer (§1.6): paused > provisioning > online/offline."""
+        """The `get-status` answer (docs/contracts.md#management-request-reply): paused > provisioning > online/offline."""
         if self.paused:
             return "paused"
         if not self.provisioned:
@@ -316,7 +316,7 @@ class Store:
         self.db.execute("UPDATE gateways SET timeout_ms = ? WHERE id = ?", (timeout_ms, gateway_id))
 
     def alert_configs(self) -> list[dict[str, Any]]:
-        """§1.6 `alert-configs.list`: tenant defaults (gateway_id null) and per-gateway
+        """docs/contracts.md#management-request-reply `alert-configs.list`: tenant defaults (gateway_id null) and per-gateway
         overrides of live gateways."""
         out: list[dict[str, Any]] = [
             {"tenant_id": r["id"], "gateway_id": None, "timeout_ms": r["default_timeout_ms"]}

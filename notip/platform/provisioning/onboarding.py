@@ -1,4 +1,4 @@
-"""The onboarding flow of CONTRACTS §3, in its order:
+"""The onboarding flow of docs/contracts.md#provisioning-http, in its order:
 
 1. `internal.mgmt.factory.validate` (request-reply) → gateway and tenant ids;
 2. verify the CSR (signature, key ≥ RSA-2048 / P-256) and sign it with the CA;

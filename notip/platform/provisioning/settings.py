@@ -1,4 +1,4 @@
-"""Settings of `notip provisioning` (CONTRACTS §5, provisioning stand-in)."""
+"""Settings of `notip provisioning` (docs/contracts.md#environment-variables, provisioning stand-in)."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ class Settings:
     http_addr: str = ":3000"
 
     # The request-reply budget towards management (not read from the environment).
-    # A gateway gives up on onboarding after 15 s; CONTRACTS §1.2's caller policy
+    # A gateway gives up on onboarding after 15 s; the caller policy of docs/contracts.md#request-reply-policy
     # (5 s per attempt, 1/2/4 s backoff: up to 27 s) does not fit in that, so this
     # stand-in uses 2 s per attempt and 0.5/1/2 s backoff (at most 11.5 s for one
     # request) under an overall deadline of 12 s per onboarding for both requests

@@ -27,7 +27,7 @@ if _version_not_supported:
 
 
 class SimulatorServiceStub:
-    """The simulator's control plane (REST twin: CONTRACTS §4).
+    """The simulator's control plane (REST twin: docs/contracts.md#simulator-rest-api).
     """
 
     def __init__(self, channel):
@@ -114,7 +114,7 @@ class SimulatorServiceStub:
 
 
 class SimulatorServiceServicer:
-    """The simulator's control plane (REST twin: CONTRACTS §4).
+    """The simulator's control plane (REST twin: docs/contracts.md#simulator-rest-api).
     """
 
     def CreateGateway(self, request, context):
@@ -306,7 +306,7 @@ def add_SimulatorServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class SimulatorService:
-    """The simulator's control plane (REST twin: CONTRACTS §4).
+    """The simulator's control plane (REST twin: docs/contracts.md#simulator-rest-api).
     """
 
     @staticmethod

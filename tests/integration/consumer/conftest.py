@@ -196,7 +196,7 @@ class Collector:
         return [json.loads(m.data) for m in self.msgs]
 
 
-# -- management responders (CONTRACTS §1.6), scriptable ------------------------------------
+# -- management responders (docs/contracts.md#management-request-reply), scriptable ------------------------------------
 
 Answer = Any  # a JSON-able object, raw bytes, or None (no reply at all)
 

@@ -1,4 +1,4 @@
-"""The admin HTTP surface of CONTRACTS §7: routes, answers, and bad input → 4xx with a
+"""The admin HTTP surface of docs/contracts.md#management-admin-http: routes, answers, and bad input → 4xx with a
 JSON error and nothing half-written."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Commands, acks, decommission events and gw_offline alerts on the real NATS
-(CONTRACTS §1.4, §1.5, §7)."""
+(docs/contracts.md#commands-and-acks, docs/contracts.md#alerts-and-decommission-events, docs/contracts.md#management-admin-http)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Onboarding through HTTP against the real stand-ins on the session's mTLS NATS
-(CONTRACTS §3)."""
+(docs/contracts.md#provisioning-http)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The request-reply responders of CONTRACTS §1.6 over the real mTLS NATS: shapes,
+"""The request-reply responders of docs/contracts.md#management-request-reply over the real mTLS NATS: shapes,
 error codes, and exactly one reply per request with two instances in the queue
 group."""
 

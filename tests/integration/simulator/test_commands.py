@@ -1,5 +1,5 @@
 """Commands on durable gw-{id}: ack, nack, expired, status aliases, redelivery not
-re-executed, commands queued during an anomaly (CONTRACTS §1.4)."""
+re-executed, commands queued during an anomaly (docs/contracts.md#commands-and-acks)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every REST route of CONTRACTS §4 against the running daemon: exact codes and JSON
+"""Every REST route of docs/contracts.md#simulator-rest-api against the running daemon: exact codes and JSON
 shapes, bad input → 400 (never 500)."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The management core over an in-memory store, a recording publisher and a settable
-clock: responder answers (CONTRACTS §1.6), admin operations (§7), ack and alert
+clock: responder answers (docs/contracts.md#management-request-reply), admin operations (docs/contracts.md#management-admin-http), ack and alert
 recording."""
 
 from __future__ import annotations

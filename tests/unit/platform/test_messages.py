@@ -1,4 +1,4 @@
-"""Wire formats of the management stand-in (CONTRACTS §1.4, §1.5, §7): pure."""
+"""Wire formats of the management stand-in (docs/contracts.md#commands-and-acks, docs/contracts.md#alerts-and-decommission-events, docs/contracts.md#management-admin-http): pure."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The onboarding flow (CONTRACTS §3) against a scripted management: order, error
+"""The onboarding flow (docs/contracts.md#provisioning-http) against a scripted management: order, error
 mapping, the CSR checks, and the deadline under a mock clock."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The committed stubs must match simulator.proto (DESIGN §5): regenerate and compare."""
+"""The committed stubs must match simulator.proto (docs/design.md#one-proto-two-faces): regenerate and compare."""
 
 from __future__ import annotations
 

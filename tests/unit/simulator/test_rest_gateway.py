@@ -17,7 +17,7 @@ from notip.simulator import rest_gateway
 from notip.simulator.errors import ApiError, check_uuid
 from notip.simulator.v1 import simulator_pb2 as pb
 
-# CONTRACTS §4, verbatim: (method, path, success code)
+# docs/contracts.md#simulator-rest-api, verbatim: (method, path, success code)
 CONTRACT_ROUTES = {
     ("POST", "/sim/gateways", 201),
     ("POST", "/sim/gateways/bulk", 201),
