@@ -212,7 +212,7 @@ async def _drain_durable(nc: natsio.NATS, durable: str) -> list[dict[str, object
         got: list[dict[str, object]] = []
         try:
             msgs = await sub.fetch(500, timeout=4)
-        except nats.errors.TimeoutError:  # nothing left
+        except TimeoutError:  # nothing left (nats-py raises its own subclass or a bare one)
             return got
         for m in msgs:
             got.append(json.loads(m.data))
