@@ -109,20 +109,48 @@ class _Server:
         raise NotImplementedError
 
     start_timeout: float = 20.0
+    # A port picked by `free_port()` can be taken by another process before the server
+    # binds it (a busy machine runs many servers at once): such a start is retried on
+    # fresh ports, this many times. Ports the caller chose are never changed.
+    port_retries: int = 3
+
+    def _repick_ports(self) -> bool:
+        """Pick fresh ports for those picked automatically; False when there are none."""
+        return False
+
+    def _retry_on_fresh_ports(self, exc: ServerError, attempt: int) -> bool:
+        taken = "address already in use" in str(exc).lower()
+        return taken and attempt < self.port_retries and self._repick_ports()
 
     def start(self, timeout: float | None = None) -> Self:
-        self._prepare()
-        self._spawn()
-        self._wait_ready(self.start_timeout if timeout is None else timeout)
-        return self
+        limit = self.start_timeout if timeout is None else timeout
+        attempt = 0
+        while True:
+            self._prepare()
+            self._spawn()
+            try:
+                self._wait_ready(limit)
+                return self
+            except ServerError as exc:
+                if not self._retry_on_fresh_ports(exc, attempt):
+                    raise
+            attempt += 1
 
     async def start_async(self, timeout: float | None = None) -> Self:
-        await trio.to_thread.run_sync(self._prepare)
-        self._spawn()
         limit = self.start_timeout if timeout is None else timeout
-        # Abandoned on cancellation: the caller stops the process, which ends the poll.
-        await trio.to_thread.run_sync(self._wait_ready, limit, abandon_on_cancel=True)
-        return self
+        attempt = 0
+        while True:
+            await trio.to_thread.run_sync(self._prepare)
+            self._spawn()
+            try:
+                # Abandoned on cancellation: the caller stops the process, which ends
+                # the poll.
+                await trio.to_thread.run_sync(self._wait_ready, limit, abandon_on_cancel=True)
+                return self
+            except ServerError as exc:
+                if not self._retry_on_fresh_ports(exc, attempt):
+                    raise
+            attempt += 1
 
     def stop(self) -> None:
         raise NotImplementedError
@@ -169,10 +197,19 @@ class NatsServer(_Server):
     ) -> None:
         self.workdir = Path(workdir)
         self.pki = PkiPaths(Path(pki_dir))
+        self._auto_port = not port
+        self._auto_monitor_port = not monitor_port
         self.port = port or free_port()
         self.monitor_port = monitor_port or free_port()
         self.log_file = log_file or self.workdir / "nats-server.log"
         self.proc: subprocess.Popen[bytes] | None = None
+
+    def _repick_ports(self) -> bool:
+        if self._auto_port:
+            self.port = free_port()
+        if self._auto_monitor_port:
+            self.monitor_port = free_port()
+        return self._auto_port or self._auto_monitor_port
 
     @property
     def url(self) -> str:
@@ -294,6 +331,7 @@ class PostgresServer(_Server):
     ) -> None:
         self.datadir = Path(datadir).resolve()
         self.settings = dict(settings or {})
+        self._auto_port = not port
         self.port = port or free_port()
         self.user = user
         self.password = password
@@ -305,6 +343,11 @@ class PostgresServer(_Server):
         self.timescaledb = timescaledb_available(self.bindir)
         self.proc: subprocess.Popen[bytes] | None = None
         self._run_as: str | None = "postgres" if os.geteuid() == 0 else None
+
+    def _repick_ports(self) -> bool:
+        if self._auto_port:
+            self.port = free_port()
+        return self._auto_port
 
     @property
     def host(self) -> str:

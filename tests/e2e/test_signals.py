@@ -11,6 +11,7 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -136,10 +137,12 @@ def logs(tmp_path: Path) -> Path:
     return tmp_path
 
 
-async def hammer(url: str, *, method: str = "GET", json: object = None) -> None:
-    """Keep a service busy with requests until cancelled (answers do not matter)."""
+async def hammer(url: str, stop: trio.Event, *, method: str = "GET", json: object = None) -> None:
+    """Keep a service busy with requests until `stop` is set (answers do not matter).
+    Never cancelled mid-request: a request cut short leaves httpx's body stream to the
+    garbage collector."""
     async with httpx.AsyncClient(timeout=5) as client:
-        while True:
+        while not stop.is_set():
             with suppress(httpx.HTTPError):
                 await client.request(method, url, json=json)
             await trio.lowlevel.checkpoint()
@@ -300,15 +303,22 @@ async def test_daemons_stop_gracefully_while_busy(
         await tail.wait_for("showing readings", lambda: tail.stdout.count("\n") >= 2)
 
         codes: dict[str, int] = {}
+        done = trio.Event()
         async with trio.open_nursery() as load:
-            load.start_soon(hammer, f"{mgmt_url}/admin/gateways?tenant_id={DEMO_TENANT}")
+            load.start_soon(hammer, f"{mgmt_url}/admin/gateways?tenant_id={DEMO_TENANT}", done)
             bad_onboarding = {
                 "credentials": {"factoryId": "nobody", "factoryKey": "wrong"},
                 "csr": "not a csr",
                 "sendFrequencyMs": 1000,
             }
             load.start_soon(
-                lambda: hammer(f"{prov_url}/provision/onboard", method="POST", json=bad_onboarding)
+                partial(
+                    hammer,
+                    f"{prov_url}/provision/onboard",
+                    done,
+                    method="POST",
+                    json=bad_onboarding,
+                )
             )
 
             async def stop(child: Child) -> None:
@@ -317,7 +327,7 @@ async def test_daemons_stop_gracefully_while_busy(
             async with trio.open_nursery() as stopping:
                 for child in started:
                     stopping.start_soon(stop, child)
-            load.cancel_scope.cancel()
+            done.set()  # the services are gone: each hammer's last request fails fast
 
     for child in started:
         child.assert_clean_stop(codes[child.name], sig)

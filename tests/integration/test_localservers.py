@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from notip import localservers
 from notip.localservers import NatsServer, ServerError
 from notip.pki import PkiPaths
 from tests.waiting import eventually
@@ -41,3 +42,22 @@ async def test_started_from_trio_the_server_outlives_the_worker_threads(
 
 def _trio_workers() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("Trio thread")]
+
+
+def test_an_automatic_port_taken_meanwhile_is_replaced(
+    nats_server: NatsServer, pki: PkiPaths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between `free_port()` and the server's bind another process may take the port:
+    the start is retried on fresh ports (only those picked automatically)."""
+    real_free_port = localservers.free_port
+    picks = iter([nats_server.port])  # the first pick is already taken
+
+    def free_port(host: str = "127.0.0.1") -> int:
+        return next(picks, None) or real_free_port(host)
+
+    monkeypatch.setattr(localservers, "free_port", free_port)
+    server = NatsServer(tmp_path / "nats", pki.root)
+    assert server.port == nats_server.port
+    with server:
+        assert server.port != nats_server.port
+        assert server._ready()
