@@ -183,10 +183,12 @@ async def platform(stack: Stack, sim_env: dict[str, str] | None = None) -> Async
         "PROVISIONING_URL": prov_url,
         "NATS_URL": stack.nats.url,
         "NATS_CA_CERT_PATH": str(pki.ca_cert),
-        # The NATS config maps service certificates only: every gateway opens its own
-        # connection with the simulator's certificate (as in notip dev).
+        # The benchmark's nats-server runs without the auth callout (it measures the
+        # data path, not admission): every gateway opens its own connection with the
+        # simulator's certificate (GATEWAY_IDENTITY=shared; notip dev uses `own`).
         "NATS_TLS_CERT": str(pki.cert("simulator")),
         "NATS_TLS_KEY": str(pki.key("simulator")),
+        "GATEWAY_IDENTITY": "shared",
         "SQLITE_PATH": str(stack.root / "simulator.db"),
         "HTTP_ADDR": host_port(h, sim_http),
         "GRPC_ADDR": host_port(h, sim_grpc),

@@ -33,6 +33,7 @@ ENDPOINTS: dict[str, tuple[str, str, str]] = {
     "simulator": ("HTTP_ADDR", ":8090", "/health"),
     "provisioning": ("HTTP_ADDR", ":3000", "/health"),
     "mgmt": ("HTTP_ADDR", ":8080", "/health"),
+    "nats-auth": ("METRICS_ADDR", ":9090", "/healthz"),
 }
 
 TIMEOUT_S = 4.0

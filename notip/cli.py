@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "notip.platform.cli",
     "notip.consumer.cli",
     "notip.simulator.cli",
+    "notip.natsauth.cli",
 )
 
 
@@ -45,14 +46,29 @@ def cmd_pki_init(args: argparse.Namespace) -> int:
 
 
 def cmd_nats_conf(args: argparse.Namespace) -> int:
-    from notip.natsconf import NatsConfig
+    from notip.natsconf import CalloutKeys, NatsConfig
+    from notip.pki import PkiPaths
 
+    callout = None
+    if args.auth_callout:
+        try:
+            callout = CalloutKeys.from_pki(PkiPaths(Path(args.pki_dir)))
+        except OSError as exc:
+            print(
+                f"notip nats conf: --auth-callout needs the keys `notip pki init` writes: {exc}",
+                file=sys.stderr,
+            )
+            return 2
     conf = NatsConfig(
         pki_dir=Path(args.pki_dir),
         store_dir=Path(args.store_dir),
         host=args.host,
         port=args.port,
         monitor_port=args.monitor_port,
+        # The callout without least-privilege services would leave every service
+        # able to subscribe to the callout's own subject: one flag turns on both.
+        service_permissions=args.service_permissions or args.auth_callout,
+        auth_callout=callout,
     )
     if args.out == "-":
         sys.stdout.write(conf.render())
@@ -94,6 +110,17 @@ def build_parser() -> argparse.ArgumentParser:
     conf.add_argument("--port", type=int, default=4222)
     conf.add_argument("--monitor-port", type=int, default=8222)
     conf.add_argument("--out", default="-", help="file to write, '-' for stdout")
+    conf.add_argument(
+        "--service-permissions",
+        action="store_true",
+        help="give each service user its least-privilege permissions (docs/nats-auth.md)",
+    )
+    conf.add_argument(
+        "--auth-callout",
+        action="store_true",
+        help="per-gateway users through `notip nats-auth` (implies --service-permissions; "
+        "keys from --pki-dir)",
+    )
     conf.set_defaults(func=cmd_nats_conf)
     streams = nats_sub.add_parser(
         "init-streams", help="create or update the six platform streams (idempotent)"

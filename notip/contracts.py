@@ -80,6 +80,16 @@ def command_durable(gateway_id: str) -> str:
     return f"gw-{gateway_id}"
 
 
+# -- a gateway's own connection ------------------------------------------------------------
+
+
+def gateway_inbox_prefix(gateway_id: str) -> str:
+    """The inbox prefix a gateway connects with (`_INBOX.{gatewayId}`): every reply to
+    it (PubAcks, JetStream API answers, pulled commands) comes under
+    `_INBOX.{gatewayId}.>`, the only subscriptions a gateway identity is allowed."""
+    return f"_INBOX.{gateway_id}"
+
+
 # -- alerts (docs/contracts.md#alerts-and-decommission-events) --------------------------------------------------------------------
 
 ALERTS_ALL = "alert.>"
@@ -165,6 +175,53 @@ ALERTS = Stream("ALERTS", (ALERTS_ALL,), 0.0)
 DECOMMISSION = Stream("DECOMMISSION", (DECOMMISSIONED_ALL,), DAY_S)
 AUDIT_LOG = Stream("AUDIT_LOG", (AUDIT_ALL,), 90 * DAY_S)
 STREAMS: tuple[Stream, ...] = (TELEMETRY, COMMANDS, COMMAND_ACKS, ALERTS, DECOMMISSION, AUDIT_LOG)
+
+# -- the NATS server's own API subjects (docs/contracts.md#permissions-by-identity) --------------------------
+# Not ours to define, but every identity's permissions name them, so they are built
+# here like any other subject.
+
+#: Where nats-py puts every reply subject of a connection without an inbox prefix.
+INBOX_ALL = "_INBOX.>"
+
+
+def js_stream_api(action: str, stream: str) -> str:
+    """`$JS.API.STREAM.{INFO|CREATE|UPDATE|DELETE|…}.{stream}`."""
+    return f"$JS.API.STREAM.{action}.{stream}"
+
+
+def js_consumer_create(stream: str, consumer: str, filter_subject: str) -> str:
+    """The filtered create: the server refuses a body whose name or filter differs
+    from the subject's, so allowing this subject allows exactly that consumer. nats-py
+    uses it when the config sets `name` and one `filter_subject`."""
+    return f"$JS.API.CONSUMER.CREATE.{stream}.{consumer}.{filter_subject}"
+
+
+def js_consumer_info(stream: str, consumer: str) -> str:
+    return f"$JS.API.CONSUMER.INFO.{stream}.{consumer}"
+
+
+def js_consumer_next(stream: str, consumer: str) -> str:
+    """A pull request (reply subject: the puller's inbox)."""
+    return f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+
+
+def js_consumer_acks(stream: str, consumer: str) -> str:
+    """Every ack reply subject of the consumer's messages (ack, nak, term, progress)."""
+    return f"$JS.ACK.{stream}.{consumer}.>"
+
+
+#: Auth callout requests (the server publishes, the auth service answers).
+SYS_USER_AUTH = "$SYS.REQ.USER.AUTH"
+#: CONNZ of every server (each answers once).
+SYS_CONNZ_ALL = "$SYS.REQ.SERVER.PING.CONNZ"
+#: KICK on any server.
+SYS_KICK_ANY = "$SYS.REQ.SERVER.*.KICK"
+
+
+def sys_kick(server_id: str) -> str:
+    """Close one connection of server `server_id` (body `{"cid": N}`)."""
+    return f"$SYS.REQ.SERVER.{server_id}.KICK"
+
 
 # -- gateway status aliases (docs/contracts.md#commands-and-acks) ----------------------------------------------------
 
@@ -332,3 +389,50 @@ def decommission_body(gateway_id: str, timestamp: str) -> bytes:
     """The event management publishes on `gateway.decommissioned.…` (the listeners
     read tenant and gateway from the subject)."""
     return _compact({"gatewayId": gateway_id, "timestamp": timestamp})
+
+
+# -- internal.mgmt.gateway.get-status (docs/contracts.md#management-request-reply) ------------
+
+NOT_FOUND = "NOT_FOUND"
+
+
+def get_status_request(gateway_id: str, tenant_id: str) -> bytes:
+    return _compact({"gateway_id": gateway_id, "tenant_id": tenant_id})
+
+
+def get_status_answer(gateway_id: str, state: str, *, provisioned: bool) -> dict[str, Any]:
+    """A live gateway: its runtime `state` (what the consumer reads) and whether it
+    completed provisioning (what the NATS auth service reads; `state` alone cannot
+    say, `paused` wins over `provisioning`)."""
+    return {
+        "gateway_id": gateway_id,
+        "state": state,
+        "provisioned": provisioned,
+        "decommissioned": False,
+    }
+
+
+def get_status_not_found(gateway_id: Any, *, decommissioned: bool) -> dict[str, Any]:
+    """No live gateway: `decommissioned` true only for a decommissioned gateway of the
+    tenant asked about (another tenant's gateway reads as unknown)."""
+    return {"gateway_id": gateway_id, "error": NOT_FOUND, "decommissioned": decommissioned}
+
+
+@dataclass(frozen=True)
+class GetStatusFields:
+    """A get-status answer about the gateway asked for, fields as sent."""
+
+    state: Any
+    provisioned: Any
+    decommissioned: Any
+    error: Any
+
+
+def read_get_status(data: bytes, gateway_id: str) -> GetStatusFields:
+    """The answer's fields; ValueError when it is not a JSON object about `gateway_id`."""
+    obj = json_object(data)
+    if obj.get("gateway_id") != gateway_id:
+        raise ValueError("answer is about another gateway")
+    return GetStatusFields(
+        obj.get("state"), obj.get("provisioned"), obj.get("decommissioned"), obj.get("error")
+    )

@@ -1,7 +1,10 @@
 """`notip dev`: the whole platform in one Trio process, no Docker.
 
-Start order: PKI → nats-server (mTLS) → streams → PostgreSQL → mgmt → provisioning →
-consumer → simulator → demo seed. Shutdown is the reverse: the services' nursery is
+Start order: PKI → nats-server (mTLS, least-privilege service users, auth callout) →
+streams → PostgreSQL → mgmt → nats-auth → provisioning → consumer → simulator → demo
+seed. nats-auth comes right after mgmt, which it asks for each gateway's status, and
+before anything a gateway connects through (docs/nats-auth.md): every demo gateway
+connects with its own certificate. Shutdown is the reverse: the services' nursery is
 cancelled (each finishes its in-flight work under its own shielded clean-up), then
 PostgreSQL and nats-server are stopped. The two servers are child processes started
 with a parent-death signal, so they never outlive this process, also when it is
@@ -33,6 +36,7 @@ import trio
 from notip import natsio
 from notip.httpserve import host_port, http_url
 from notip.localservers import NatsServer, PostgresServer
+from notip.natsconf import CalloutKeys
 from notip.pki import PkiPaths, init_pki, write_private
 from notip.runner import run_daemon
 
@@ -98,6 +102,7 @@ class DevConfig:
     sim_grpc_port: int = 50051
     consumer_metrics_port: int = 9090
     sim_metrics_port: int = 9091
+    nats_auth_metrics_port: int = 9092
     gateways: int = 5
     send_frequency_ms: int = 1000
     offline_timeout_ms: int = 30000
@@ -122,6 +127,7 @@ class DevInfo:
     sim_grpc_addr: str
     consumer_metrics_url: str
     sim_metrics_url: str
+    nats_auth_metrics_url: str
     tenant_id: str
     gateway_ids: list[str]
     factory_key: str
@@ -130,8 +136,8 @@ class DevInfo:
     def banner(self) -> str:
         grpc = self.sim_grpc_addr
         return (
-            "\nNoTIP dev stack is up (embedded: nats-server, PostgreSQL, mgmt, provisioning, "
-            "consumer, simulator)\n"
+            "\nNoTIP dev stack is up (embedded: nats-server, PostgreSQL, mgmt, nats-auth, "
+            "provisioning, consumer, simulator)\n"
             f"  state            {self.state_dir}\n"
             f"  simulator REST   {self.sim_rest_url}/sim/gateways\n"
             f"  simulator gRPC   {grpc}   e.g. grpcurl -plaintext {grpc} list\n"
@@ -139,10 +145,12 @@ class DevInfo:
             f"  mgmt admin       {self.mgmt_url}/admin/gateways?tenant_id={self.tenant_id}\n"
             f"  provisioning     {self.provisioning_url}/provision/onboard\n"
             f"  metrics          {self.consumer_metrics_url}/metrics (consumer)  "
-            f"{self.sim_metrics_url}/metrics (simulator)\n"
+            f"{self.sim_metrics_url}/metrics (simulator)  "
+            f"{self.nats_auth_metrics_url}/metrics (nats-auth)\n"
             f"  PostgreSQL       {self.pg_dsn}?sslmode=require\n"
             f"  NATS             {self.nats_url}  (monitoring {self.nats_monitor_url}; "
-            f"client certificates in {self.state_dir / 'pki'})\n"
+            f"client certificates in {self.state_dir / 'pki'}; each gateway on its own, "
+            "authorized by nats-auth)\n"
             f"  demo             tenant {self.tenant_id}, {len(self.gateway_ids)} gateways\n"
             f"  live readings    notip tail --state-dir {self.state_dir}\n"
             "  stop             Ctrl-C\n"
@@ -233,6 +241,8 @@ async def run_stack(
     trio-asyncio loop."""
     from notip.consumer.service import serve as serve_consumer
     from notip.consumer.settings import Settings as ConsumerSettings
+    from notip.natsauth.service import serve as serve_nats_auth
+    from notip.natsauth.settings import Settings as NatsAuthSettings
     from notip.platform.management.service import serve as serve_mgmt
     from notip.platform.management.settings import Settings as MgmtSettings
     from notip.platform.provisioning.service import serve as serve_provisioning
@@ -254,7 +264,15 @@ async def run_stack(
     password = pg_password_file.read_text().strip()
     h = cfg.host
 
-    nats = NatsServer(paths.nats, paths.pki.root, port=cfg.nats_port or None)
+    # Least privilege for every identity: the services are static users with their own
+    # permissions, a gateway's certificate is decided by nats-auth (docs/nats-auth.md).
+    nats = NatsServer(
+        paths.nats,
+        paths.pki.root,
+        port=cfg.nats_port or None,
+        service_permissions=True,
+        auth_callout=CalloutKeys.from_pki(paths.pki),
+    )
     pg = PostgresServer(
         paths.pg_data,
         port=cfg.pg_port or None,
@@ -285,6 +303,16 @@ async def run_stack(
             },
             "mgmt",
         )
+        nats_auth_env = env(
+            "nats-auth",
+            {
+                "CALLOUT_ISSUER_SEED_FILE": str(pki.callout_issuer_seed),
+                "CALLOUT_XKEY_SEED_FILE": str(pki.callout_xkey_seed),
+                "NATS_SYSTEM_SEED_FILE": str(pki.system_user_seed),
+                "METRICS_ADDR": host_port(h, cfg.nats_auth_metrics_port),
+            },
+            "nats-auth",
+        )
         prov_env = env(
             "provisioning",
             {
@@ -314,6 +342,10 @@ async def run_stack(
         async with trio.open_nursery() as nursery:
             mgmt_info = await nursery.start(serve_mgmt, MgmtSettings.from_env(mgmt_env))
             mgmt_url = http_url(h, mgmt_info.http_port)
+            # Before anything a gateway connects through: it asks mgmt for their status.
+            auth_info = await nursery.start(
+                serve_nats_auth, NatsAuthSettings.from_env(nats_auth_env)
+            )
             prov_info = await nursery.start(
                 serve_provisioning, ProvisioningSettings.from_env(prov_env)
             )
@@ -328,10 +360,12 @@ async def run_stack(
                 "PROVISIONING_URL": prov_url,
                 "NATS_URL": nats.url,
                 "NATS_CA_CERT_PATH": str(paths.pki.ca_cert),
-                # The NATS config maps service certificates only: gateways connect
-                # with the simulator's (one connection each).
+                # The simulator's own identity (decommission listener).
                 "NATS_TLS_CERT": str(paths.pki.cert("simulator")),
                 "NATS_TLS_KEY": str(paths.pki.key("simulator")),
+                # Each gateway connects with its provisioned certificate, authorized by
+                # nats-auth (the simulator's certificate may not publish for them).
+                "GATEWAY_IDENTITY": "own",
                 "SQLITE_PATH": str(paths.root / "simulator.db"),
                 "HTTP_ADDR": host_port(h, cfg.sim_http_port),
                 "GRPC_ADDR": host_port(h, cfg.sim_grpc_port),
@@ -356,6 +390,7 @@ async def run_stack(
                     sim_grpc_addr=host_port(h, sim_info.grpc_port),
                     consumer_metrics_url=consumer_metrics_url,
                     sim_metrics_url=http_url(h, sim_info.metrics_port),
+                    nats_auth_metrics_url=http_url(h, auth_info.metrics_port),
                     tenant_id=seeded["tenant_id"],
                     gateway_ids=list(seeded["gateway_ids"]),
                     factory_key=seeded["factory_key"],
@@ -388,6 +423,7 @@ def run(args: argparse.Namespace) -> int:
         sim_grpc_port=args.sim_grpc_port,
         consumer_metrics_port=args.consumer_metrics_port,
         sim_metrics_port=args.sim_metrics_port,
+        nats_auth_metrics_port=args.nats_auth_metrics_port,
         send_frequency_ms=args.send_frequency_ms,
     )
     return run_daemon("dev", lambda: partial(_main, cfg))
@@ -406,6 +442,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--sim-grpc-port", type=int, default=50051)
     p.add_argument("--consumer-metrics-port", type=int, default=9090)
     p.add_argument("--sim-metrics-port", type=int, default=9091)
+    p.add_argument("--nats-auth-metrics-port", type=int, default=9092)
     p.add_argument(
         "--send-frequency-ms", type=int, default=1000, help="demo gateways' period (default 1000)"
     )

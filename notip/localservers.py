@@ -27,7 +27,7 @@ from typing import Self
 
 import trio
 
-from notip.natsconf import NatsConfig
+from notip.natsconf import CalloutKeys, NatsConfig
 from notip.pki import PkiPaths
 
 PR_SET_PDEATHSIG = 1
@@ -184,7 +184,9 @@ def find_nats_server() -> str:
 
 
 class NatsServer(_Server):
-    """nats-server with the generated mTLS config on free loopback ports."""
+    """nats-server with the generated mTLS config on free loopback ports.
+    `service_permissions` and `auth_callout` are NatsConfig's options (off: the
+    configuration every service gets full access in)."""
 
     def __init__(
         self,
@@ -194,8 +196,12 @@ class NatsServer(_Server):
         port: int | None = None,
         monitor_port: int | None = None,
         log_file: Path | None = None,
+        service_permissions: bool = False,
+        auth_callout: CalloutKeys | None = None,
     ) -> None:
         self.workdir = Path(workdir)
+        self.service_permissions = service_permissions
+        self.auth_callout = auth_callout
         self.pki = PkiPaths(Path(pki_dir))
         self._auto_port = not port
         self._auto_monitor_port = not monitor_port
@@ -231,6 +237,8 @@ class NatsServer(_Server):
             host="127.0.0.1",
             port=self.port,
             monitor_port=self.monitor_port,
+            service_permissions=self.service_permissions,
+            auth_callout=self.auth_callout,
         ).write(self.config_path)
 
     def _spawn(self) -> None:

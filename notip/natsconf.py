@@ -1,5 +1,16 @@
 """Generator for `nats-server.conf`: mTLS with `verify_and_map`, the service users of
-docs/contracts.md#identities-and-permissions mapped by certificate subject, JetStream, monitoring."""
+docs/contracts.md#identities-and-permissions mapped by certificate subject, JetStream, monitoring.
+
+Two options, off by default (docs/nats-auth.md#server-configuration):
+
+- `service_permissions`: each static service user gets its row of the permissions
+  table (`notip.natsauth.permissions`) instead of access to every subject;
+- `auth_callout` (`CalloutKeys`): every certificate that maps to no static user (a
+  gateway's) is handed to `notip nats-auth`, which answers with that identity's
+  permissions. Adds the system account with the auth service's nkey user (CONNZ,
+  KICK), and sets the authorization timeout to `auth_timeout_s`. Everyone stays in
+  the global account, where the streams are.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +18,60 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from notip.natsauth import jwt
+from notip.natsauth.permissions import SERVICES as SERVICE_PERMISSIONS
+from notip.natsauth.permissions import SYSTEM_USER, Permissions
 from notip.pki import SERVICES, PkiPaths, service_user
+
+#: The server's authorization timeout with auth callout: how long a connection has,
+#: from accept, to be authenticated, callout answer included; past it the server
+#: refuses with `Authorization Violation`. Under 2 s on purpose: the server sends its
+#: first PING about 2 s into a connection, and nats-py 2.16 takes that PING for the
+#: answer to its CONNECT, so a slower refusal makes `connect()` return "successfully"
+#: on a connection that then dies (natsio.connect checks for that, other clients may
+#: not). 1.5 s leaves the auth service its 0.75 s get-status budget plus the TLS
+#: handshake; a static user's CONNECT needs milliseconds.
+AUTH_TIMEOUT_S = 1.5
+SYSTEM_ACCOUNT = "SYS"
+
+_q = json.dumps  # JSON strings are valid NATS config strings (quoted, escaped)
+
+
+@dataclass(frozen=True)
+class CalloutKeys:
+    """The public keys `auth_callout` and the system account name."""
+
+    #: `auth_callout.issuer`: the account key that signs the auth service's answers.
+    issuer: str
+    #: The auth service's nkey user in the system account.
+    system_user: str
+    #: `auth_callout.xkey`: the server seals requests to it (None: sent in the clear).
+    xkey: str | None = None
+
+    @classmethod
+    def from_pki(cls, paths: PkiPaths, *, xkey: bool = True) -> CalloutKeys:
+        """From the seeds `notip pki init` writes (docs/nats-auth.md#keys)."""
+        return cls(
+            issuer=jwt.public_key_of(paths.callout_issuer_seed.read_bytes()),
+            system_user=jwt.public_key_of(paths.system_user_seed.read_bytes()),
+            xkey=jwt.public_key_of(paths.callout_xkey_seed.read_bytes()) if xkey else None,
+        )
+
+
+def permissions_block(perms: Permissions, indent: str) -> str:
+    """A user's `permissions { … }`: allow lists; nothing allowed is `deny: [">"]` (an
+    absent or empty list would mean "everything")."""
+
+    def rule(subjects: tuple[str, ...]) -> str:
+        return f"{{ allow: {_q(list(subjects))} }}" if subjects else '{ deny: [">"] }'
+
+    lines = [
+        f"{indent}  publish: {rule(perms.publish)}",
+        f"{indent}  subscribe: {rule(perms.subscribe)}",
+    ]
+    if perms.allow_responses:
+        lines.append(f"{indent}  allow_responses: true")
+    return "permissions: {\n" + "\n".join(lines) + f"\n{indent}}}"
 
 
 @dataclass
@@ -20,11 +84,52 @@ class NatsConfig:
     server_name: str = "notip-nats"
     users: list[str] = field(default_factory=lambda: [service_user(s) for s in SERVICES])
     max_file_store: str = "10G"
+    service_permissions: bool = False
+    auth_callout: CalloutKeys | None = None
+    auth_timeout_s: float = AUTH_TIMEOUT_S
+
+    def _user(self, dn: str) -> str:
+        by_dn = {service_user(name): perms for name, perms in SERVICE_PERMISSIONS.items()}
+        perms = by_dn.get(dn) if self.service_permissions else None
+        if perms is None:
+            return f"    {{ user: {_q(dn)} }}"
+        return f"    {{ user: {_q(dn)}, {permissions_block(perms, '      ')} }}"
+
+    def _callout(self, users: str) -> str:
+        keys = self.auth_callout
+        assert keys is not None
+        auth_users = [*self.users, keys.system_user]
+        xkey = f"\n    xkey: {_q(keys.xkey)}" if keys.xkey else ""
+        return f"""# The auth service's user in the system account: CONNZ and KICK on every server.
+system_account: {SYSTEM_ACCOUNT}
+accounts {{
+  {SYSTEM_ACCOUNT} {{
+    users: [
+      {{ nkey: {_q(keys.system_user)}, {permissions_block(SYSTEM_USER, "        ")} }}
+    ]
+  }}
+}}
+
+# Auth callout: the users above (listed in auth_users) keep their static
+# permissions; every other verified certificate (a gateway's) is handed to
+# `notip nats-auth` on $SYS.REQ.USER.AUTH, whose signed answer carries that
+# identity's permissions. Callout users land in the global account ($G).
+authorization {{
+  timeout: {self.auth_timeout_s}
+  users: [
+{users}
+  ]
+  auth_callout {{
+    issuer: {_q(keys.issuer)}
+    auth_users: {_q(auth_users)}{xkey}
+  }}
+}}
+"""
 
     def render(self) -> str:
         pki = PkiPaths(self.pki_dir)
-        q = json.dumps  # JSON strings are valid NATS config strings (quoted, escaped)
-        users = "\n".join(f"    {{ user: {q(u)} }}" for u in self.users)
+        q = _q
+        users = "\n".join(self._user(u) for u in self.users)
         return f"""# Generated by `notip nats conf`. Client certificates are mandatory and are
 # mapped to users by their subject (verify_and_map); an unmapped certificate is
 # rejected.
@@ -48,7 +153,10 @@ tls {{
   timeout: 5
 }}
 
-authorization {{
+{self._callout(users) if self.auth_callout else self._static(users)}"""
+
+    def _static(self, users: str) -> str:
+        return f"""authorization {{
   users: [
 {users}
   ]

@@ -68,7 +68,32 @@ class ConnectionEvents:
 RECONNECT_WAIT_S = 2.0
 CONNECT_BACKOFF_S = 0.2
 CONNECT_BACKOFF_CAP_S = 10.0
+
+
+class NotConfirmed(ConnectionError):
+    """`nats.connect` returned without raising, but the server never confirmed the
+    connection. nats-py 2.16 sends CONNECT + PING and accepts any first answer: when
+    the server's own first PING (about 2 s in) comes before its PONG, as when an auth
+    callout decides slowly, `connect` returns with the client still CONNECTING, and the
+    server closes it at its auth timeout. A ConnectionError, so that it is retried like
+    any failed attempt."""
+
+
 _CONNECT_ERRORS = (OSError, ssl.SSLError, nats.errors.Error, TimeoutError)
+
+#: How nats-py words a refused publish or subscription (it lower-cases the server's
+#: `-ERR 'Permissions Violation for …'` and hands it to the error callback).
+PERMISSIONS_VIOLATION = "permissions violation"
+
+
+def is_permission_violation(exc: BaseException) -> bool:
+    """The server refused one publish or subscription of a connection it keeps open."""
+    return isinstance(exc, nats.errors.Error) and PERMISSIONS_VIOLATION in str(exc).lower()
+
+
+def _confirmed(nc: NATS) -> None:
+    if not nc.is_connected:
+        raise NotConfirmed("the server did not confirm the connection (no PONG to CONNECT)")
 
 
 async def connect(
@@ -80,14 +105,25 @@ async def connect(
     connect_timeout: float = 10.0,
     reconnect_wait: float = RECONNECT_WAIT_S,
     pending_size: int | None = None,
+    inbox_prefix: str | None = None,
+    nkeys_seed: Path | None = None,
 ) -> NATS:
     """Connect with mTLS and reconnect forever once connected. The first connection is
     retried here, from Trio, with capped exponential backoff until the caller's
-    cancel scope gives up."""
+    cancel scope gives up; an attempt counts only once the server confirmed it
+    (`NotConfirmed`). `inbox_prefix` replaces `_INBOX` for every reply subject of the
+    connection (requests, JetStream PubAcks, pull replies): a client whose
+    permissions only let it subscribe under its own prefix needs it. `nkeys_seed` (a
+    seed file) authenticates as that nkey user rather than by the certificate (the
+    NATS auth service's system-account user)."""
     ev = events or ConnectionEvents()
     label = {"connection": name}
 
     current: list[NATS] = []
+    # A refused publish repeats at the publisher's pace while the connection stays
+    # up: one warning per connection, the rest at debug (callers count them all
+    # through `on_error`).
+    permission_warned = False
 
     async def disconnected() -> None:
         if current and (current[0].is_draining or current[0].is_closed):
@@ -100,7 +136,20 @@ async def connect(
         ev.on_reconnect()
 
     async def error(exc: Exception) -> None:
-        log.warning("nats error: %s", exc, extra=label)
+        nonlocal permission_warned
+        if is_permission_violation(exc):
+            if permission_warned:
+                log.debug("nats permissions violation: %s", exc, extra=label)
+            else:
+                permission_warned = True
+                log.warning(
+                    "nats permissions violation: %s (further ones on this connection are "
+                    "logged at debug level)",
+                    exc,
+                    extra=label,
+                )
+        else:
+            log.warning("nats error: %s", exc, extra=label)
         ev.on_error(exc)
 
     async def closed() -> None:
@@ -121,12 +170,17 @@ async def connect(
     }
     if pending_size is not None:
         options["pending_size"] = pending_size
+    if inbox_prefix is not None:
+        options["inbox_prefix"] = inbox_prefix
+    if nkeys_seed is not None:
+        options["nkeys_seed"] = str(nkeys_seed)
 
     async def attempt() -> NATS:
         nc = NATS()
         current[:] = [nc]
         try:
             await bridge.call(nc.connect, **options)
+            _confirmed(nc)
         except _CONNECT_ERRORS:
             await bridge.shielded(nc.close, timeout=2)
             raise
@@ -162,6 +216,11 @@ async def connect_once(url: str, tls: ssl.SSLContext, *, name: str, timeout: flo
         allow_reconnect=False,
         max_reconnect_attempts=0,
     )
+    try:
+        _confirmed(nc)
+    except NotConfirmed:
+        await bridge.shielded(nc.close, timeout=2)
+        raise
     return nc
 
 

@@ -1,5 +1,9 @@
-"""The platform's PKI: one CA, service client certificates, server certificates, and
-the gateway-certificate profile the provisioning stand-in signs (docs/contracts.md#provisioning-http).
+"""The platform's PKI: one CA, service client certificates, server certificates, the
+gateway-certificate profile the provisioning stand-in signs (docs/contracts.md#provisioning-http),
+and the nkey seeds of the NATS auth callout (docs/nats-auth.md#keys).
+
+The provisioning profile sets the subject to `CN=<gatewayId>` only, whatever the CSR
+asks: a gateway certificate can never carry `O=notip`, which marks service identities.
 
 Everything here is plain functions over `cryptography` objects and files; no I/O
 beyond reading and writing the PKI directory.
@@ -19,7 +23,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-SERVICES = ("management-api", "data-consumer", "provisioning", "simulator", "data-api")
+from notip.natsauth import jwt as natsjwt
+
+SERVICES = (
+    "management-api",
+    "data-consumer",
+    "provisioning",
+    "simulator",
+    "data-api",
+    "nats-auth",
+)
 NATS_SERVER_SANS = ("nats", "localhost", "127.0.0.1")
 POSTGRES_SERVER_SANS = ("timescaledb", "postgres", "localhost", "127.0.0.1")
 GATEWAY_SAN_SUFFIX = "gateways.notip.internal"
@@ -304,6 +317,25 @@ class PkiPaths:
     def postgres_server_key(self) -> Path:
         return self.key("postgres-server")
 
+    # NATS auth callout (docs/nats-auth.md#keys): nkey seeds, one per file, 0600.
+
+    @property
+    def callout_issuer_seed(self) -> Path:
+        """Account seed (`SA…`) that signs the auth service's answers; its public key
+        is `auth_callout.issuer`."""
+        return self.root / "nats-callout-issuer.nk"
+
+    @property
+    def callout_xkey_seed(self) -> Path:
+        """Curve seed (`SX…`): the server seals authorization requests to its public
+        key (`auth_callout.xkey`)."""
+        return self.root / "nats-callout.xk"
+
+    @property
+    def system_user_seed(self) -> Path:
+        """User seed (`SU…`) of the auth service's system-account user (CONNZ, KICK)."""
+        return self.root / "nats-system-user.nk"
+
 
 def write_private(path: Path, data: bytes) -> None:
     """Write a secret with mode 0600 from the first byte (never world-readable)."""
@@ -380,4 +412,13 @@ def init_pki(directory: Path | str) -> list[str]:
         write_private(paths.key(name), key_pem(key))
         write_public(paths.cert(name), cert_pem(cert))
         written += [paths.key(name).name, paths.cert(name).name]
+    seeds = (
+        (paths.callout_issuer_seed, natsjwt.PREFIX_ACCOUNT),
+        (paths.callout_xkey_seed, natsjwt.PREFIX_CURVE),
+        (paths.system_user_seed, natsjwt.PREFIX_USER),
+    )
+    for path, prefix in seeds:
+        if not path.exists():
+            write_private(path, natsjwt.new_seed(prefix))
+            written.append(path.name)
     return written

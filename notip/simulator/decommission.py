@@ -3,8 +3,9 @@
 subject (tokens 2 and 3); the gateway stops and is forgotten; events for gateways
 this simulator does not have are acked and ignored.
 
-It needs a service identity: it runs when NATS_TLS_CERT/NATS_TLS_KEY are set, and is
-off (with a warning) otherwise.
+It connects with the simulator's own service identity, never a gateway's: it runs
+when NATS_TLS_CERT/NATS_TLS_KEY are set (whatever GATEWAY_IDENTITY says), and is off
+(with a warning) otherwise.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ async def listen(
     task_status: trio.TaskStatus[bool] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Reports True once the durable consumer is bound (False: listener is off)."""
-    if not settings.uses_service_cert:
+    if not settings.has_service_cert:
         log.warning("NATS_TLS_CERT/NATS_TLS_KEY not set: decommission listener is off")
         task_status.started(False)
         return

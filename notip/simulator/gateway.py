@@ -27,6 +27,7 @@ import random
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import nats.errors
@@ -36,6 +37,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from notip import bridge, contracts, envelope, natsio
+from notip.backoff import Backoff, retry
 from notip.handoff import Handoff
 from notip.jetstream import publish as jetstream
 from notip.jetstream.consumers import ensure_pull_consumer
@@ -101,6 +103,7 @@ class GatewayRuntime:
         self._m_fill = m.buffer_fill.labels(**labels)
         self._m_reconnects = m.nats_reconnects.labels(**labels)
         self._m_disconnects = m.nats_disconnects.labels(**labels)
+        self._m_refused = m.permission_errors.labels(**labels)
         self._m_lost = m.readings_dropped.labels(gateway_id=rec.id, reason="packet_loss")
         self._m_offline = m.readings_dropped.labels(gateway_id=rec.id, reason="offline")
 
@@ -307,12 +310,20 @@ class GatewayRuntime:
             self.deps.tls_for(rec),
             name=f"notip-sim-{rec.id}",
             events=events,
+            # Replies (PubAcks, API answers, pulled commands) come under the
+            # gateway's own prefix, the only subscriptions its identity may make.
+            inbox_prefix=contracts.gateway_inbox_prefix(rec.id),
         )
         holder.append(nc)
         tls.shrink_read_buffer(nc, size)
         return nc
 
     def _note_error(self, exc: BaseException) -> None:
+        if natsio.is_permission_violation(exc):
+            # The server refused one publish or subscription and keeps the connection
+            # (a refused telemetry publish then times out and stays buffered): counted
+            # here, logged once per connection by natsio.
+            self._m_refused.inc()
         # A refused connection shows the server's reason and then the broken pipe it
         # causes; keep the reason.
         if isinstance(exc, OSError) and self.rec.last_error.startswith(NATS_ERROR_PREFIX):
@@ -370,8 +381,26 @@ class GatewayRuntime:
         rec = self.rec
         stream = contracts.COMMANDS.name
         config = natslink.command_consumer_config(rec.tenant_id, rec.id)
-        await ensure_pull_consumer(nc, stream, config)
-        timeout = self.deps.settings.command_fetch_timeout_s
+        settings = self.deps.settings
+
+        def not_ensured(exc: BaseException, wait: float) -> None:
+            log.warning(
+                "command consumer not created (retrying in %.1fs): %r",
+                wait,
+                exc,
+                extra={"gateway_id": rec.id},
+            )
+
+        # Retried here, not by the supervisor: a durable the server refuses (its API
+        # unreachable, a permission missing) must not restart the whole gateway and
+        # lose its buffer, and telemetry goes on meanwhile.
+        await retry(
+            partial(ensure_pull_consumer, nc, stream, config),
+            backoff=Backoff(settings.restart_backoff_s, settings.restart_backoff_cap_s),
+            retry_on=(nats.errors.Error, TimeoutError, OSError),
+            on_retry=not_ensured,
+        )
+        timeout = settings.command_fetch_timeout_s
         # One command at a time; no idle heartbeats (1,000 gateways would wake the
         # simulator 200 times a second): a lost pull request is re-issued at expiry.
         puller = BatchPuller(

@@ -99,6 +99,13 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.permission_errors = Counter(
+            "notip_sim_nats_permission_errors_total",
+            "Publishes and subscriptions of a gateway's connection the NATS server refused "
+            "(permissions violation; the connection stays up)",
+            ["gateway_id"],
+            registry=r,
+        )
         self.tick_lateness = Histogram(
             "notip_sim_tick_lateness_seconds",
             "How late each gateway tick started after it was due (all gateways, no labels)",
@@ -124,6 +131,7 @@ class Metrics:
             self.buffer_fill,
             self.nats_reconnects,
             self.nats_disconnects,
+            self.permission_errors,
         ):
             with contextlib.suppress(KeyError):  # no series for this gateway yet
                 metric.remove(gateway_id)

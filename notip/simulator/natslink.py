@@ -19,8 +19,16 @@ DECOMMISSION_ACK_WAIT_S = 30.0
 
 
 def command_consumer_config(tenant_id: str, gateway_id: str) -> api.ConsumerConfig:
+    durable = contracts.command_durable(gateway_id)
     return api.ConsumerConfig(
-        durable_name=contracts.command_durable(gateway_id),
+        # `name` makes nats-py create (and update) it through the filtered-create
+        # subject `$JS.API.CONSUMER.CREATE.COMMANDS.gw-{id}.command.gw.{tenant}.{id}`,
+        # which the server checks against the body's filter, so a gateway identity can
+        # be allowed exactly that subject. With `durable_name` alone nats-py uses the
+        # legacy `$JS.API.CONSUMER.DURABLE.CREATE.COMMANDS.gw-{id}`, whose filter is
+        # whatever the body says.
+        name=durable,
+        durable_name=durable,
         filter_subject=contracts.command_subject(tenant_id, gateway_id),
         deliver_policy=api.DeliverPolicy.ALL,
         ack_policy=api.AckPolicy.EXPLICIT,
@@ -31,6 +39,7 @@ def command_consumer_config(tenant_id: str, gateway_id: str) -> api.ConsumerConf
 
 def decommission_consumer_config(durable: str) -> api.ConsumerConfig:
     return api.ConsumerConfig(
+        name=durable,  # the filtered create, as for the command durable above
         durable_name=durable,
         filter_subject=contracts.DECOMMISSIONED_ALL,
         deliver_policy=api.DeliverPolicy.NEW,

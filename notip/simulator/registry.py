@@ -130,7 +130,7 @@ class Registry:
         sensor_rows = await self.store.run(self.store.sensors)
         for row in rows:
             rec = GatewayRecord.from_row(row)
-            problem = credential_problem(rec, need_certificate=not self.settings.uses_service_cert)
+            problem = credential_problem(rec, need_certificate=not self.settings.shared_identity)
             if problem:
                 rec.restore_error = rec.last_error = f"cannot restore: {problem}"
                 log.error("gateway cannot be restored: %s", problem, extra={"gateway_id": rec.id})

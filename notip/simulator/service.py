@@ -19,6 +19,7 @@ first), the gRPC server stops in its shielded finally, then the store closes.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import trio
@@ -31,6 +32,8 @@ from notip.simulator.provisioning import ProvisioningClient
 from notip.simulator.registry import Registry
 from notip.simulator.settings import Settings
 from notip.simulator.store import Store
+
+log = logging.getLogger("notip.simulator")
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,16 @@ async def run(
     task_status: trio.TaskStatus[SimulatorInfo] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     s = sim.settings
+    # Said once at start-up: NATS_TLS_CERT/KEY alone used to put every gateway on the
+    # service certificate; a deployment still counting on that sees its gateways
+    # refused, and this line says why.
+    log.info(
+        "gateway NATS identity: %s",
+        "shared (the service certificate NATS_TLS_CERT/KEY)"
+        if s.shared_identity
+        else "own (each gateway's provisioned certificate; GATEWAY_IDENTITY=shared for the "
+        "service certificate)",
+    )
     async with trio.open_nursery() as nursery:
         await nursery.start(sim.registry.run)
         http_port = await nursery.start(serve_http, rest_gateway.create_app(sim.ops), s.http_addr)

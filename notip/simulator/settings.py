@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, cast
 from urllib.parse import urlparse
 
 from notip.config import Env
@@ -25,20 +26,32 @@ ENV_VARS: frozenset[str] = frozenset(
         "RECOVERY_MODE",
         "GRPC_ADDR",
         "FIRMWARE_APPLY_MS",
+        "GATEWAY_IDENTITY",
     }
 )
 
 MAX_SEND_FREQUENCY_MS = 86_400_000  # one day; keeps the value an int32 on the wire
+
+#: GATEWAY_IDENTITY: which certificate each gateway's NATS connection presents.
+#: `own`: the certificate it got from provisioning (CN = gateway id), as a real
+#: gateway does; `shared`: the service certificate NATS_TLS_CERT/KEY for every
+#: gateway, an opt-in for a NATS that grants no per-gateway users (that identity then
+#: needs every gateway's rights).
+GatewayIdentity = Literal["own", "shared"]
+OWN: GatewayIdentity = "own"
+SHARED: GatewayIdentity = "shared"
+GATEWAY_IDENTITIES: tuple[GatewayIdentity, ...] = (OWN, SHARED)
 
 
 @dataclass(frozen=True)
 class Settings:
     provisioning_url: str
     nats_url: str
-    # NATS_CA_CERT_PATH, and NATS_TLS_CERT/NATS_TLS_KEY: both or neither; when set,
-    # every gateway connects with this service certificate instead of its own
-    # provisioned one.
+    # NATS_CA_CERT_PATH, and NATS_TLS_CERT/NATS_TLS_KEY: both or neither. The
+    # certificate is the simulator's own service identity (its decommission listener),
+    # and every gateway's too when gateway_identity is `shared`.
     nats_tls: TlsFiles
+    gateway_identity: GatewayIdentity = OWN
     sqlite_path: Path = Path("/data/simulator.db")
     http_addr: str = ":8090"
     metrics_addr: str = ":9090"
@@ -64,9 +77,21 @@ class Settings:
     decommission_durable: str = "simulator-decommission"
     shutdown_grace_s: float = 2.0
 
+    def __post_init__(self) -> None:
+        if self.gateway_identity not in GATEWAY_IDENTITIES:
+            raise ValueError(f"gateway_identity must be one of {GATEWAY_IDENTITIES}")
+        if self.shared_identity and not self.has_service_cert:
+            raise ValueError("gateway_identity 'shared' needs the service certificate (nats_tls)")
+
     @property
-    def uses_service_cert(self) -> bool:
+    def has_service_cert(self) -> bool:
+        """NATS_TLS_CERT/KEY are set: the simulator has its own service identity."""
         return self.nats_tls.cert is not None and self.nats_tls.key is not None
+
+    @property
+    def shared_identity(self) -> bool:
+        """Every gateway connects with the service certificate (GATEWAY_IDENTITY=shared)."""
+        return self.gateway_identity == SHARED
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -78,10 +103,18 @@ class Settings:
                 env.problem(f"PROVISIONING_URL={provisioning_url!r}: expected an http(s) URL")
         nats_url = env.str("NATS_URL")
         nats_tls = env.nats_tls("NATS_CA_CERT_PATH", client_cert_required=False)
+        identity = cast(GatewayIdentity, env.choice("GATEWAY_IDENTITY", GATEWAY_IDENTITIES, OWN))
+        if identity == SHARED and (nats_tls.cert is None or nats_tls.key is None):
+            env.problem(
+                "GATEWAY_IDENTITY=shared needs NATS_TLS_CERT and NATS_TLS_KEY "
+                "(the certificate every gateway then connects with)"
+            )
+            identity = OWN  # reported above; check() raises before it is used
         settings = cls(
             provisioning_url=provisioning_url,
             nats_url=nats_url,
             nats_tls=nats_tls,
+            gateway_identity=identity,
             sqlite_path=env.path("SQLITE_PATH", cls.sqlite_path),
             http_addr=env.addr("HTTP_ADDR", cls.http_addr),
             metrics_addr=env.addr("METRICS_ADDR", cls.metrics_addr),

@@ -2,9 +2,10 @@
 presents, and the size of each connection's TLS read buffer.
 
 Contexts are built by `notip.natsio.tls_context` (the one place every daemon builds
-one); this module only chooses the files: the service certificate
-(NATS_TLS_CERT/KEY) for every connection when it is set, else each gateway's own
-provisioned certificate.
+one); this module only chooses the files: each gateway's own provisioned certificate
+(GATEWAY_IDENTITY=own, the default), or the service certificate (NATS_TLS_CERT/KEY)
+for every gateway (GATEWAY_IDENTITY=shared). The simulator's own connection (the
+decommission listener) always presents the service certificate.
 
 Read buffer: asyncio's TLS protocol allocates a 256 KiB read buffer per connection
 (`asyncio.sslproto.SSLProtocol.max_size`); at 1,000 gateway connections that is
@@ -35,9 +36,9 @@ from notip.simulator.settings import Settings
 
 
 class TlsContexts:
-    """TLS contexts for gateway connections: the service certificate for every
-    gateway when NATS_TLS_CERT/KEY are set, else each gateway's own provisioned
-    certificate (loaded through a private temporary file: `ssl` reads files only)."""
+    """TLS contexts: `service()` for the simulator's own connection; per gateway
+    (`__call__`) its own provisioned certificate (loaded through a private temporary
+    file: `ssl` reads files only), or the service one in shared-identity mode."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -46,14 +47,14 @@ class TlsContexts:
 
     def service(self) -> ssl.SSLContext:
         """The service identity's context (NATS_TLS_CERT/KEY must be set)."""
-        if not self.settings.uses_service_cert:
+        if not self.settings.has_service_cert:
             raise ValueError("NATS_TLS_CERT/NATS_TLS_KEY are not set")
         if self._service is None:
             self._service = natsio.tls_context(self.settings.nats_tls)
         return self._service
 
     def __call__(self, rec: GatewayRecord) -> ssl.SSLContext:
-        if self.settings.uses_service_cert:
+        if self.settings.shared_identity:
             return self.service()
         ctx = self._own.get(rec.id)
         if ctx is None:

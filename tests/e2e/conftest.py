@@ -1,5 +1,7 @@
-"""The embedded dev stack, in-process: its own nats-server and PostgreSQL, the four
-services, a seeded demo tenant. Short timeouts so that liveness is observable."""
+"""The embedded dev stack, in-process: its own nats-server (least-privilege service
+users, auth callout) and PostgreSQL, the services and nats-auth, a seeded demo tenant
+whose gateways connect with their own certificates. Short timeouts so that liveness
+is observable."""
 
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ def e2e_config(state: Path, **overrides: Any) -> DevConfig:
         sim_grpc_port=0,
         consumer_metrics_port=0,
         sim_metrics_port=0,
+        nats_auth_metrics_port=0,
         gateways=3,
         send_frequency_ms=500,
         offline_timeout_ms=OFFLINE_TIMEOUT_MS,

@@ -3,6 +3,7 @@ gateways stop, every message the stream holds for the demo tenant is exactly one
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 
 import httpx
@@ -53,25 +54,35 @@ async def test_restart_mid_stream_no_duplicate_no_missing(aio_loop: None, state_
                     await http.post(f"{dev.sim_rest_url}/sim/gateways/{gw}/stop")
                 ).status_code == 204
 
+            # Each check as an identity allowed to make it (docs/nats-auth.md#permissions):
+            # the consumer's durable info as the consumer, stream info as management.
             pki = PkiPaths(Path(dev.state_dir) / "pki")
-            tls = natsio.tls_context(
-                natsio.TlsFiles(pki.ca_cert, pki.cert("data-api"), pki.key("data-api"))
-            )
-            nc = await natsio.connect(dev.nats_url, tls, name="e2e-check")
+
+            def tls(service: str) -> ssl.SSLContext:
+                return natsio.tls_context(
+                    natsio.TlsFiles(pki.ca_cert, pki.cert(service), pki.key(service))
+                )
+
+            as_consumer = await natsio.connect(dev.nats_url, tls("data-consumer"), name="e2e-lag")
+            as_mgmt = await natsio.connect(dev.nats_url, tls("management-api"), name="e2e-stream")
             try:
-                js = nc.jetstream()
 
                 async def drained() -> bool:
-                    info = await bridge.call(js.consumer_info, "TELEMETRY", settings.durable_name)
+                    info = await bridge.call(
+                        as_consumer.jetstream().consumer_info, "TELEMETRY", settings.durable_name
+                    )
                     return info.num_pending == 0 and info.num_ack_pending == 0
 
                 await eventually(drained, timeout=60)
                 info = await bridge.call(
-                    js.stream_info, "TELEMETRY", subjects_filter=f"telemetry.data.{dev.tenant_id}.>"
+                    as_mgmt.jetstream().stream_info,
+                    "TELEMETRY",
+                    subjects_filter=f"telemetry.data.{dev.tenant_id}.>",
                 )
                 per_subject = info.state.subjects or {}
             finally:
-                await natsio.drain(nc)
+                await natsio.drain(as_consumer)
+                await natsio.drain(as_mgmt)
             consumer_nursery.cancel_scope.cancel()
 
         stored = {

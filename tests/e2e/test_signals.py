@@ -161,6 +161,9 @@ async def test_simulator_finishes_the_command_in_flight(
         NATS_CA_CERT_PATH=str(pki.ca_cert),
         NATS_TLS_CERT=str(pki.cert("simulator")),
         NATS_TLS_KEY=str(pki.key("simulator")),
+        # As `notip dev` (devstack.py): each gateway on its own certificate, authorized
+        # by the dev stack's nats-auth; the simulator's own for its decommission listener.
+        GATEWAY_IDENTITY="own",
         SQLITE_PATH=str(logs / "sim.db"),
         HTTP_ADDR=f"127.0.0.1:{port}",
         GRPC_ADDR=f"127.0.0.1:{free_port()}",
@@ -245,11 +248,10 @@ async def test_daemons_stop_gracefully_while_busy(
     consumer_metrics = f"http://127.0.0.1:{metrics_port}/metrics"
     with children() as started:
         consumer_env = {**os.environ, **dev.consumer_env}
-        consumer_env.update(
-            # Its own durable: it re-reads the whole stream, so it is busy ingesting.
-            NATS_CONSUMER_DURABLE_NAME=f"signal-test-{uuid.uuid4().hex[:8]}",
-            METRICS_ADDR=f"127.0.0.1:{metrics_port}",
-        )
+        # The dev stack's durable: the data-consumer identity may pull from no other
+        # (docs/nats-auth.md#permissions), so this second instance shares the dev
+        # consumer's stream of readings, busy ingesting beside it.
+        consumer_env.update(METRICS_ADDR=f"127.0.0.1:{metrics_port}")
         consumer = Child("consumer", ["consumer"], consumer_env, logs)
         mgmt = Child(
             "mgmt",
@@ -378,6 +380,7 @@ async def test_dev_stops_gracefully_and_leaves_no_server_behind(
             "sim-grpc",
             "consumer-metrics",
             "sim-metrics",
+            "nats-auth-metrics",
         )
     }
     args = ["dev", "--state-dir", str(dev_state), "--gateways", "1", "--send-frequency-ms", "200"]

@@ -104,6 +104,7 @@ DAEMON_PACKAGES = {
     "simulator": "notip.simulator",
     "mgmt": "notip.platform.management",
     "provisioning": "notip.platform.provisioning",
+    "nats-auth": "notip.natsauth",
 }
 # What the set-up commands of notip/cli.py read from the environment
 # (`nats init-streams` falls back to these when its options are not given).
@@ -294,10 +295,12 @@ def producers() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def produced(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Run the offline producers (pki init, nats conf) against temporary directories
-    standing in for their volumes; returns volume → directory with its content."""
+    standing in for their volumes; returns volume → directory with its content.
+    Producers run in dependency order: one may read what another wrote (`nats conf
+    --auth-callout` reads the callout keys from the PKI)."""
     root = tmp_path_factory.mktemp("volumes")
     dirs: dict[str, Path] = {}
-    for volume, name in sorted(producers().items(), key=lambda kv: kv[1]):
+    for volume, name in sorted(producers().items(), key=lambda kv: (len(closure(kv[1])), kv[1])):
         svc = SERVICES[name]
         argv = argv_of(svc)
         assert command_path(argv) in OFFLINE_PRODUCERS, (
@@ -307,15 +310,22 @@ def produced(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         rw = [m for m in mounts_of(svc) if m.kind == "volume" and not m.read_only]
         for m in rw:
             dirs.setdefault(m.source, root / m.source).mkdir(exist_ok=True)
+        # Read-only inputs produced by an earlier one-shot (the PKI).
+        ro = [m for m in mounts_of(svc) if m.kind == "volume" and m.read_only and m.source in dirs]
 
-        def remap(arg: str, rw: list[Mount] = rw) -> str:
-            for m in rw:
+        def remap(arg: str, mounts: list[Mount] = rw + ro) -> str:
+            for m in mounts:
                 if arg == m.target or arg.startswith(m.target.rstrip("/") + "/"):
                     return str(dirs[m.source]) + arg[len(m.target.rstrip("/")) :]
             return arg
 
         args = build_parser().parse_args([remap(a) for a in argv])
         assert args.func(args) == 0, f"{name}: `notip {' '.join(argv)}` failed"
+        # What it wrote names its inputs where the container sees them, not here.
+        for m in ro:
+            for out in (p for w in rw for p in (root / w.source).rglob("*") if p.is_file()):
+                text = out.read_text()
+                out.write_text(text.replace(str(dirs[m.source]), m.target.rstrip("/")))
     return dirs
 
 
@@ -512,14 +522,23 @@ def test_the_stack_has_the_services_of_the_issue() -> None:
     expected = {
         "pki-init", "nats-config", "nats", "streams-init", "timescaledb",
         "mgmt", "provisioning", "consumer", "simulator", "prometheus", "grafana",
+        "nats-auth",
     }  # fmt: skip
     assert expected <= set(SERVICES)
     assert {"pki-init", "nats-config", "streams-init"} <= set(ONESHOTS)
-    assert {"mgmt", "provisioning", "consumer", "simulator"} <= set(NOTIP_SERVICES)
+    assert {"mgmt", "provisioning", "consumer", "simulator", "nats-auth"} <= set(NOTIP_SERVICES)
     for name in ("prometheus", "grafana"):
         assert "observability" in SERVICES[name].get("profiles", []), name
     # the platform itself comes up without the profile
-    for name in ("nats", "timescaledb", "mgmt", "provisioning", "consumer", "simulator"):
+    for name in (
+        "nats",
+        "timescaledb",
+        "mgmt",
+        "provisioning",
+        "consumer",
+        "simulator",
+        "nats-auth",
+    ):
         assert not SERVICES[name].get("profiles"), name
 
 

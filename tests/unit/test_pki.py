@@ -78,3 +78,23 @@ def test_garbage_csr_is_refused() -> None:
         pki.load_csr(
             "-----BEGIN CERTIFICATE REQUEST-----\nnope\n-----END CERTIFICATE REQUEST-----\n"
         )
+
+
+def test_init_writes_the_auth_callout_seeds(tmp_path: Path) -> None:
+    from notip.natsauth import jwt
+
+    written = pki.init_pki(tmp_path)
+    paths = pki.PkiPaths(tmp_path)
+    for path, prefix in (
+        (paths.callout_issuer_seed, jwt.PREFIX_ACCOUNT),
+        (paths.callout_xkey_seed, jwt.PREFIX_CURVE),
+        (paths.system_user_seed, jwt.PREFIX_USER),
+    ):
+        assert path.name in written
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        assert jwt.decode_seed(path.read_bytes())[0] == prefix
+    # Idempotent: a second run keeps them (the server config names their public keys).
+    before = paths.callout_issuer_seed.read_bytes()
+    paths.system_user_seed.unlink()
+    assert pki.init_pki(tmp_path) == [paths.system_user_seed.name]
+    assert paths.callout_issuer_seed.read_bytes() == before

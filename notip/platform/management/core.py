@@ -227,21 +227,21 @@ class Management:
         return {"success": True}
 
     async def get_status(self, body: Any) -> dict[str, Any]:
-        """`{gateway_id, state}`; an unknown or decommissioned gateway, or one of another
-        tenant, answers `{gateway_id, error: NOT_FOUND}` (no state: the caller fails
-        open, as docs/contracts.md#management-request-reply asks)."""
+        """`{gateway_id, state, provisioned, decommissioned: false}`; an unknown or
+        decommissioned gateway, or one of another tenant, answers `{gateway_id, error:
+        NOT_FOUND, decommissioned}` (no state: the consumer fails open, as
+        docs/contracts.md#management-request-reply asks; `decommissioned` is true only
+        for a decommissioned gateway of the tenant asked about)."""
         if not isinstance(body, dict) or not is_uuid(body.get("gateway_id")):
             return {"error": "INVALID_PAYLOAD"}
         gateway_id = str(body["gateway_id"]).lower()
         gw = await self.store.run(self.store.get_gateway, gateway_id)
         tenant = body.get("tenant_id")
-        if (
-            gw is None
-            or gw.decommissioned
-            or (tenant is not None and str(tenant).lower() != gw.tenant_id)
-        ):
-            return {"gateway_id": body["gateway_id"], "error": "NOT_FOUND"}
-        return {"gateway_id": body["gateway_id"], "state": gw.state}
+        if gw is None or (tenant is not None and str(tenant).lower() != gw.tenant_id):
+            return contracts.get_status_not_found(body["gateway_id"], decommissioned=False)
+        if gw.decommissioned:
+            return contracts.get_status_not_found(body["gateway_id"], decommissioned=True)
+        return contracts.get_status_answer(body["gateway_id"], gw.state, provisioned=gw.provisioned)
 
     # == admin (docs/contracts.md#management-admin-http) ===========================================================
 

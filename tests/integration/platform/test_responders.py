@@ -98,11 +98,21 @@ async def test_alert_configs_list(mgmt: MgmtHandle, nc: natsio.NATS) -> None:
 async def test_update_and_get_status(mgmt: MgmtHandle, nc: natsio.NATS) -> None:
     gw = await mgmt.new_gateway()
     req = {"gateway_id": gw.gateway_id, "tenant_id": gw.tenant_id}
-    assert await ask(nc, GET_STATUS, req) == {"gateway_id": gw.gateway_id, "state": "provisioning"}
+    assert await ask(nc, GET_STATUS, req) == {
+        "gateway_id": gw.gateway_id,
+        "state": "provisioning",
+        "provisioned": False,
+        "decommissioned": False,
+    }
     assert await ask(nc, COMPLETE, complete_body(gw.gateway_id, os.urandom(32))) == {
         "success": True
     }
-    assert await ask(nc, GET_STATUS, req) == {"gateway_id": gw.gateway_id, "state": "online"}
+    assert await ask(nc, GET_STATUS, req) == {
+        "gateway_id": gw.gateway_id,
+        "state": "online",
+        "provisioned": True,
+        "decommissioned": False,
+    }
 
     offline = {
         "gateway_id": gw.gateway_id,
@@ -110,15 +120,15 @@ async def test_update_and_get_status(mgmt: MgmtHandle, nc: natsio.NATS) -> None:
         "last_seen_at": "2099-01-01T00:00:00.000Z",
     }
     assert await ask(nc, UPDATE_STATUS, offline) == {"success": True}
-    assert await ask(nc, GET_STATUS, req) == {"gateway_id": gw.gateway_id, "state": "offline"}
+    assert (await ask(nc, GET_STATUS, req))["state"] == "offline"
     assert (await mgmt.get_gateway(gw.gateway_id))["last_seen_at"] == "2099-01-01T00:00:00.000000Z"
 
     await mgmt.pause(gw.gateway_id)
     online = {**offline, "status": "online", "last_seen_at": "2099-01-01T00:01:00Z"}
     assert await ask(nc, UPDATE_STATUS, online) == {"success": True}
-    assert await ask(nc, GET_STATUS, req) == {"gateway_id": gw.gateway_id, "state": "paused"}
+    assert (await ask(nc, GET_STATUS, req))["state"] == "paused"
     await mgmt.resume(gw.gateway_id)
-    assert await ask(nc, GET_STATUS, req) == {"gateway_id": gw.gateway_id, "state": "online"}
+    assert (await ask(nc, GET_STATUS, req))["state"] == "online"
 
     bad = {"success": False, "error": "INVALID_PAYLOAD"}
     assert await ask(nc, UPDATE_STATUS, {**online, "status": "asleep"}) == bad
@@ -130,6 +140,13 @@ async def test_update_and_get_status(mgmt: MgmtHandle, nc: natsio.NATS) -> None:
     assert await ask(nc, GET_STATUS, unknown) == {
         "gateway_id": unknown["gateway_id"],
         "error": "NOT_FOUND",
+        "decommissioned": False,
+    }
+    await mgmt.decommission(gw.gateway_id)
+    assert await ask(nc, GET_STATUS, req) == {
+        "gateway_id": gw.gateway_id,
+        "error": "NOT_FOUND",
+        "decommissioned": True,
     }
 
 
@@ -188,7 +205,14 @@ async def test_two_instances_give_exactly_one_reply_per_request(
     assert len(replies) == n
     assert sorted(subject for subject, _ in replies) == sorted(f"{inbox}.{i}" for i in range(n))
     assert all(
-        body == {"gateway_id": gw.gateway_id, "state": "provisioning"} for _, body in replies
+        body
+        == {
+            "gateway_id": gw.gateway_id,
+            "state": "provisioning",
+            "provisioned": False,
+            "decommissioned": False,
+        }
+        for _, body in replies
     )
     assert first_count + second_count == n
     assert first_count > 0 and second_count > 0, "both members of the queue group answered"

@@ -2,11 +2,17 @@
 nats-server, and the real provisioning and management stand-ins
 (tests/platform_fixtures.py).
 
-NATS identity: the test server maps only the service certificates to users, so the
-simulator's gateways connect with the `simulator` service certificate
-(NATS_TLS_CERT/KEY set) — still one connection per gateway. The per-gateway
-provisioned-certificate path is exercised by test_identity.py (the server rejects it,
-as it must for an unmapped certificate).
+NATS identity: these tests stay on GATEWAY_IDENTITY=shared (the `simulator` service
+certificate, NATS_TLS_CERT/KEY set; still one connection per gateway, with its own
+inbox prefix) on purpose. The session-wide nats-server is permissive (service
+certificates mapped with full access, no auth callout) so that component tests can
+publish and consume as any identity; running it with the callout would put an auth
+service and its management lookups in every test of the session. Least privilege and
+per-gateway identity are proven where they run for real: tests/integration/natsauth
+(the whole matrix on a callout server) and tests/e2e (`notip dev`, every gateway on
+its own certificate, `GATEWAY_IDENTITY=own`). The `own` path is also exercised here by
+test_lifecycle.py (this server rejects an unmapped certificate, as it must) and its
+wire footprint by test_gateway_wire.py.
 """
 
 from __future__ import annotations
@@ -42,6 +48,9 @@ def simulator_settings(
         provisioning_url=provisioning_url,
         nats_url=nats_server.url,
         nats_tls=TlsFiles(pki.ca_cert, pki.cert("simulator"), pki.key("simulator")),
+        # The session's nats-server is permissive and has no auth callout (see the
+        # module docstring): gateways connect with the service certificate here.
+        gateway_identity="shared",
         sqlite_path=db,
         http_addr="127.0.0.1:0",
         metrics_addr="127.0.0.1:0",

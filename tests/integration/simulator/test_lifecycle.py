@@ -109,12 +109,13 @@ async def test_restore_after_restart(
 
 
 async def test_provisioned_certificate_path(sim_settings: Settings, mgmt: MgmtHandle) -> None:
-    """Without NATS_TLS_CERT/KEY each gateway connects with its own provisioned
-    certificate. The test server maps no gateway identity, so it must reject it: the
-    gateway reports the failure and keeps retrying, the control plane stays fine."""
-    settings = dataclasses.replace(sim_settings, nats_tls=TlsFiles(sim_settings.nats_tls.ca))
+    """With GATEWAY_IDENTITY=own (the default) each gateway connects with its own
+    provisioned certificate, while the simulator's own connection keeps the service
+    certificate. The test server maps no gateway identity, so it must reject the
+    gateway: it reports the failure and keeps retrying, the control plane stays fine."""
+    settings = dataclasses.replace(sim_settings, gateway_identity="own")
     async with running_simulator(settings, mgmt) as sim:
-        assert not sim.info.decommission_listener  # needs a service identity
+        assert sim.info.decommission_listener  # the service identity, not a gateway's
         gw, _ = await sim.create(send_frequency_ms=100)
         # "Authorization Violation" (not a TLS handshake failure, which is what a
         # client without a certificate gets under `verify: true`): the gateway's own
@@ -126,6 +127,12 @@ async def test_provisioned_certificate_path(sim_settings: Settings, mgmt: MgmtHa
         assert got["connected"] is False and got["desiredState"] == "running"
         assert "Authorization Violation" in got["lastError"]
         assert (await sim.http.post(f"/sim/gateways/{gw['id']}/stop")).status_code == 204
+
+    # Without NATS_TLS_CERT/KEY the simulator has no identity of its own: gateways
+    # still connect with theirs, the decommission listener is off.
+    no_service = dataclasses.replace(settings, nats_tls=TlsFiles(settings.nats_tls.ca))
+    async with running_simulator(no_service, mgmt) as sim:
+        assert not sim.info.decommission_listener
 
 
 async def test_publish_failures_are_counted_and_kept(

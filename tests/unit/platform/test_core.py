@@ -184,6 +184,8 @@ async def test_update_status_aliases_and_errors(mgmt: Management) -> None:
     assert await mgmt.get_status({"gateway_id": gw["id"], "tenant_id": gw["tenant"]}) == {
         "gateway_id": gw["id"],
         "state": "offline",
+        "provisioned": True,
+        "decommissioned": False,
     }
     invalid = {"success": False, "error": "INVALID_PAYLOAD"}
     assert await mgmt.update_status({**upd, "status": "paused"}) == invalid  # not a runtime status
@@ -223,17 +225,45 @@ async def test_stale_status_update_is_ignored(mgmt: Management) -> None:
 async def test_get_status_states_and_unknowns(mgmt: Management) -> None:
     gw = await _gateway(mgmt)
     req = {"gateway_id": gw["id"], "tenant_id": gw["tenant"]}
-    assert await mgmt.get_status(req) == {"gateway_id": gw["id"], "state": "provisioning"}
+    assert await mgmt.get_status(req) == {
+        "gateway_id": gw["id"],
+        "state": "provisioning",
+        "provisioned": False,
+        "decommissioned": False,
+    }
+    await mgmt.set_paused(gw["id"], True)  # paused wins over provisioning: only the flag says
+    assert await mgmt.get_status(req) == {
+        "gateway_id": gw["id"],
+        "state": "paused",
+        "provisioned": False,
+        "decommissioned": False,
+    }
+    await mgmt.set_paused(gw["id"], False)
     await _complete(mgmt, gw["id"])
-    assert (await mgmt.get_status(req))["state"] == "online"
+    assert await mgmt.get_status(req) == {
+        "gateway_id": gw["id"],
+        "state": "online",
+        "provisioned": True,
+        "decommissioned": False,
+    }
     other_tenant = {"gateway_id": gw["id"], "tenant_id": str(uuid.uuid4())}
-    assert await mgmt.get_status(other_tenant) == {"gateway_id": gw["id"], "error": "NOT_FOUND"}
+    not_found = {"gateway_id": gw["id"], "error": "NOT_FOUND", "decommissioned": False}
+    assert await mgmt.get_status(other_tenant) == not_found
     missing = str(uuid.uuid4())
     assert await mgmt.get_status({"gateway_id": missing, "tenant_id": gw["tenant"]}) == {
         "gateway_id": missing,
         "error": "NOT_FOUND",
+        "decommissioned": False,
     }
     assert await mgmt.get_status({"tenant_id": gw["tenant"]}) == {"error": "INVALID_PAYLOAD"}
+    await mgmt.decommission(gw["id"])
+    assert await mgmt.get_status(req) == {
+        "gateway_id": gw["id"],
+        "error": "NOT_FOUND",
+        "decommissioned": True,
+    }
+    # Another tenant's decommissioned gateway reads as unknown.
+    assert await mgmt.get_status(other_tenant) == not_found
 
 
 # -- alert configs -----------------------------------------------------------------------
