@@ -8,6 +8,7 @@ import json
 import uuid
 from typing import Any
 
+import nats.js.errors
 import trio
 
 from notip import bridge, envelope
@@ -195,11 +196,14 @@ async def test_a_command_after_a_reconnect_does_not_wait_for_the_pull_to_expire(
         reconnects = sim.sample("notip_sim_nats_reconnects_total", gateway_id=gw["id"])
 
         async def pull_request_waiting() -> bool:
-            info = await bridge.call(
-                nc.jetstream().consumer_info,
-                contracts.COMMANDS.name,
-                contracts.command_durable(gw["id"]),
-            )
+            try:
+                info = await bridge.call(
+                    nc.jetstream().consumer_info,
+                    contracts.COMMANDS.name,
+                    contracts.command_durable(gw["id"]),
+                )
+            except nats.js.errors.NotFoundError:
+                return False  # connected, but the gateway has not created its durable yet
             return bool(info.num_waiting)
 
         # The first pull request has reached the server: breaking the connection now
