@@ -32,17 +32,23 @@ test *ARGS: venv
 dev *ARGS: venv
     .venv/bin/notip dev {{ARGS}}
 
-# start the platform with Docker compose (COMPOSE_PROFILES=observability adds Prometheus and Grafana)
-up *ARGS:
-    docker compose up -d --build {{ARGS}}
+# The NATS the compose daemons connect to (compose.yaml's NOTIP_NATS_URL): when
+# COMPOSE_PROFILES names `cluster`, the profile's three nodes; otherwise empty, which
+# compose.yaml reads as the single `nats`. A NOTIP_NATS_URL of your own wins.
+# docs/operations.md#cluster-profile
+compose_nats_url := env("NOTIP_NATS_URL", if env("COMPOSE_PROFILES", "") =~ '(^|,) *cluster *(,|$)' { "tls://nats-1:4222,tls://nats-2:4222,tls://nats-3:4222" } else { "" })
 
-# stop the compose platform, observability included (`just down -v` also deletes its volumes)
+# start the platform with Docker compose (COMPOSE_PROFILES=observability adds Prometheus and Grafana, COMPOSE_PROFILES=cluster runs it on three NATS nodes)
+up *ARGS:
+    NOTIP_NATS_URL={{quote(compose_nats_url)}} docker compose up -d --build {{ARGS}}
+
+# stop the compose platform, every profile included (`just down -v` also deletes its volumes)
 down *ARGS:
-    docker compose --profile observability down {{ARGS}}
+    docker compose --profile observability --profile cluster down {{ARGS}}
 
 # follow the compose logs (`just logs consumer` for one service)
 logs *ARGS:
-    docker compose --profile observability logs -f {{ARGS}}
+    docker compose --profile observability --profile cluster logs -f {{ARGS}}
 
 # regenerate the gRPC/protobuf stubs from proto/
 proto: venv

@@ -37,6 +37,17 @@ def _tls_from_env(args: argparse.Namespace) -> tuple[str, Path, Path, Path]:
     )
 
 
+def _replicas(value: str) -> int:
+    # JetStream allows 1 to 5 copies of a stream.
+    try:
+        n = int(value, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not an integer") from None
+    if not 1 <= n <= 5:
+        raise argparse.ArgumentTypeError("must be between 1 and 5")
+    return n
+
+
 def cmd_pki_init(args: argparse.Namespace) -> int:
     from notip.pki import init_pki
 
@@ -59,8 +70,22 @@ def cmd_nats_conf(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
+    cluster = None
+    if args.cluster_routes:
+        from notip.natsconf import ClusterSpec, parse_routes
+
+        try:
+            routes = parse_routes(args.cluster_routes)
+        except ValueError as exc:
+            print(f"notip nats conf: --cluster-routes: {exc}", file=sys.stderr)
+            return 2
+        cluster = ClusterSpec(
+            routes=routes, port=args.cluster_port, host=args.host, name=args.cluster_name
+        )
     conf = NatsConfig(
         pki_dir=Path(args.pki_dir),
+        server_name=args.server_name,
+        cluster=cluster,
         store_dir=Path(args.store_dir),
         host=args.host,
         port=args.port,
@@ -84,7 +109,9 @@ def cmd_nats_init_streams(args: argparse.Namespace) -> int:
     url, ca, cert, key = _tls_from_env(args)
 
     result = bridge.run(
-        lambda: natsio.bootstrap_streams(url, natsio.TlsFiles(ca, cert, key), timeout=args.timeout)
+        lambda: natsio.bootstrap_streams(
+            url, natsio.TlsFiles(ca, cert, key), timeout=args.timeout, replicas=args.replicas
+        )
     )
     for name, outcome in result.items():
         print(f"{name}: {outcome}")
@@ -121,6 +148,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="per-gateway users through `notip nats-auth` (implies --service-permissions; "
         "keys from --pki-dir)",
     )
+    conf.add_argument(
+        "--server-name", default="notip-nats", help="server_name (unique per cluster node)"
+    )
+    conf.add_argument(
+        "--cluster-routes",
+        help="make this server a cluster node: every node's route URL, comma-separated "
+        "(nats-route://host:6222,…; routes with mutual TLS, docs/operations.md#nats-cluster)",
+    )
+    conf.add_argument("--cluster-port", type=int, default=6222, help="route port (6222)")
+    conf.add_argument("--cluster-name", default="notip", help="cluster name (notip)")
     conf.set_defaults(func=cmd_nats_conf)
     streams = nats_sub.add_parser(
         "init-streams", help="create or update the six platform streams (idempotent)"
@@ -130,6 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
     streams.add_argument("--cert", help="default $NATS_TLS_CERT")
     streams.add_argument("--key", help="default $NATS_TLS_KEY")
     streams.add_argument("--timeout", type=float, default=60.0, help="give up after (s)")
+    streams.add_argument(
+        "--replicas",
+        type=_replicas,
+        default=1,
+        help="copies of each stream: 1 on a single server, 3 on a three-node cluster",
+    )
     streams.set_defaults(func=cmd_nats_init_streams)
 
     for module in COMMAND_MODULES:

@@ -13,6 +13,7 @@ import enum
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Final, TypeVar, cast
+from urllib.parse import urlsplit
 
 from notip.httpserve import parse_addr
 from notip.natsio import TlsFiles
@@ -156,9 +157,15 @@ class Env:
                 self.problem("NATS_TLS_CERT and NATS_TLS_KEY must be set together (or neither)")
         return TlsFiles(ca_path, cert, key)
 
+    def nats_url(self, name: builtins.str = "NATS_URL") -> builtins.str:
+        """One NATS server or a cluster's nodes, comma-separated (`parse_nats_urls`),
+        required; given back normalised (`tls://a:4222,tls://b:4222`), which
+        `natsio.connect` hands to nats-py as its server list."""
+        return self.parsed(name, _MISSING, lambda s: ",".join(parse_nats_urls(s)))
+
     def nats_service(self) -> tuple[builtins.str, TlsFiles]:
         """NATS_URL and the service identity NATS_TLS_CA/CERT/KEY (all required)."""
-        return self.str("NATS_URL"), self.nats_tls()
+        return self.nats_url(), self.nats_tls()
 
     def problem(self, message: builtins.str) -> None:
         self.problems.append(message)
@@ -167,6 +174,42 @@ class Env:
         """Raise ConfigError when anything was missing or invalid."""
         if self.problems:
             raise ConfigError(self.problems)
+
+
+#: The URL schemes nats-py connects with over TCP (`tls` insists on TLS; with `nats`
+#: the server's INFO decides, and ours always asks for it).
+NATS_SCHEMES = ("tls", "nats")
+
+
+def parse_nats_urls(value: str) -> list[str]:
+    """`NATS_URL`: one server URL or several, comma-separated (the nodes of a cluster;
+    docs/operations.md#nats-cluster), each `scheme://host[:port]` with a scheme of
+    `NATS_SCHEMES`. Raises ValueError naming the first bad entry."""
+    urls: list[str] = []
+    for i, raw in enumerate(value.split(","), start=1):
+        item = raw.strip()
+        where = f"entry {i}"
+        if not item:
+            raise ValueError(f"{where} is empty (a stray comma?)")
+        if "://" not in item:
+            raise ValueError(f"{where} {item!r} has no scheme (e.g. tls://{item})")
+        parts = urlsplit(item)
+        if parts.scheme not in NATS_SCHEMES:
+            raise ValueError(
+                f"{where} {item!r}: scheme {parts.scheme!r} is not one of {', '.join(NATS_SCHEMES)}"
+            )
+        if not parts.hostname:
+            raise ValueError(f"{where} {item!r} has no host")
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"{where} {item!r}: bad port") from None
+        if port == 0 or parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError(f"{where} {item!r}: expected scheme://host[:port]")
+        if item in urls:
+            raise ValueError(f"{where} {item!r} is listed twice")
+        urls.append(item)
+    return urls
 
 
 def _path_parser(must_exist: bool) -> Callable[[str], Path]:

@@ -1,6 +1,7 @@
 """`notip dev`: the whole platform in one Trio process, no Docker.
 
-Start order: PKI → nats-server (mTLS, least-privilege service users, auth callout) →
+Start order: PKI → nats-server, or a cluster of them (`--nats-cluster N`, streams with
+min(3, N) replicas; docs/operations.md#nats-cluster) (mTLS, least-privilege service users, auth callout) →
 streams → PostgreSQL → mgmt → nats-auth → provisioning → consumer → simulator → demo
 seed. nats-auth comes right after mgmt, which it asks for each gateway's status, and
 before anything a gateway connects through (docs/nats-auth.md): every demo gateway
@@ -35,7 +36,7 @@ import trio
 
 from notip import natsio
 from notip.httpserve import host_port, http_url
-from notip.localservers import NatsServer, PostgresServer
+from notip.localservers import NatsCluster, NatsServer, PostgresServer
 from notip.natsconf import CalloutKeys
 from notip.pki import PkiPaths, init_pki, write_private
 from notip.runner import run_daemon
@@ -104,6 +105,9 @@ class DevConfig:
     sim_metrics_port: int = 9091
     nats_auth_metrics_port: int = 9092
     gateways: int = 5
+    #: nats-server nodes: 1 is a single server; more form a JetStream cluster on
+    #: loopback (client ports nats_port, nats_port + 1, …).
+    nats_cluster: int = 1
     send_frequency_ms: int = 1000
     offline_timeout_ms: int = 30000
     heartbeat_tick_ms: int = 1000
@@ -132,6 +136,8 @@ class DevInfo:
     gateway_ids: list[str]
     factory_key: str
     consumer_env: dict[str, str]
+    #: The running nats-server or cluster (tests kill and restart its nodes).
+    nats: NatsServer | NatsCluster | None = None
 
     def banner(self) -> str:
         grpc = self.sim_grpc_addr
@@ -157,7 +163,7 @@ class DevInfo:
         )
 
 
-def service_env(paths: DevPaths, service: str, nats: NatsServer) -> dict[str, str]:
+def service_env(paths: DevPaths, service: str, nats: NatsServer | NatsCluster) -> dict[str, str]:
     pki = paths.pki
     return {
         "NATS_URL": nats.url,
@@ -266,13 +272,24 @@ async def run_stack(
 
     # Least privilege for every identity: the services are static users with their own
     # permissions, a gateway's certificate is decided by nats-auth (docs/nats-auth.md).
-    nats = NatsServer(
-        paths.nats,
-        paths.pki.root,
-        port=cfg.nats_port or None,
-        service_permissions=True,
-        auth_callout=CalloutKeys.from_pki(paths.pki),
-    )
+    nats: NatsServer | NatsCluster
+    if cfg.nats_cluster > 1:
+        nats = NatsCluster(
+            paths.nats / "cluster",
+            paths.pki.root,
+            size=cfg.nats_cluster,
+            ports=[cfg.nats_port + i for i in range(cfg.nats_cluster)] if cfg.nats_port else None,
+            service_permissions=True,
+            auth_callout=CalloutKeys.from_pki(paths.pki),
+        )
+    else:
+        nats = NatsServer(
+            paths.nats,
+            paths.pki.root,
+            port=cfg.nats_port or None,
+            service_permissions=True,
+            auth_callout=CalloutKeys.from_pki(paths.pki),
+        )
     pg = PostgresServer(
         paths.pg_data,
         port=cfg.pg_port or None,
@@ -289,6 +306,7 @@ async def run_stack(
             natsio.TlsFiles(pki.ca_cert, pki.cert("management-api"), pki.key("management-api")),
             name="notip-dev-bootstrap",
             timeout=30,
+            replicas=min(3, cfg.nats_cluster),
         )
 
         def env(service: str, extra: Mapping[str, str], name: str) -> dict[str, str]:
@@ -395,6 +413,7 @@ async def run_stack(
                     gateway_ids=list(seeded["gateway_ids"]),
                     factory_key=seeded["factory_key"],
                     consumer_env=consumer_env,
+                    nats=nats,
                 )
             )
     finally:
@@ -425,8 +444,19 @@ def run(args: argparse.Namespace) -> int:
         sim_metrics_port=args.sim_metrics_port,
         nats_auth_metrics_port=args.nats_auth_metrics_port,
         send_frequency_ms=args.send_frequency_ms,
+        nats_cluster=args.nats_cluster,
     )
     return run_daemon("dev", lambda: partial(_main, cfg))
+
+
+def _cluster_size(value: str) -> int:
+    try:
+        n = int(value, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not an integer") from None
+    if not 1 <= n <= 7:
+        raise argparse.ArgumentTypeError("must be between 1 and 7")
+    return n
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -434,7 +464,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--state-dir", default=".notip", help="where state lives (default .notip)")
     p.add_argument("--fresh", action="store_true", help="delete the state and start over")
     p.add_argument("--gateways", type=int, default=5, help="demo gateways to seed (default 5)")
-    p.add_argument("--nats-port", type=int, default=4222)
+    p.add_argument(
+        "--nats-port",
+        type=int,
+        default=4222,
+        help="NATS client port (a cluster's nodes: this one and the next ones)",
+    )
+    p.add_argument(
+        "--nats-cluster",
+        type=_cluster_size,
+        default=1,
+        metavar="N",
+        help="nats-server nodes (default 1; 3: a JetStream cluster with R3 streams)",
+    )
     p.add_argument("--pg-port", type=int, default=55432)
     p.add_argument("--mgmt-port", type=int, default=8080)
     p.add_argument("--provisioning-port", type=int, default=3000)

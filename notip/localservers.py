@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import glob
+import json
 import os
 import shutil
 import signal
@@ -20,14 +21,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import trio
 
-from notip.natsconf import CalloutKeys, NatsConfig
+from notip.natsconf import CalloutKeys, ClusterSpec, NatsConfig, route_url
 from notip.pki import PkiPaths
 
 PR_SET_PDEATHSIG = 1
@@ -186,7 +187,12 @@ def find_nats_server() -> str:
 class NatsServer(_Server):
     """nats-server with the generated mTLS config on free loopback ports.
     `service_permissions` and `auth_callout` are NatsConfig's options (off: the
-    configuration every service gets full access in)."""
+    configuration every service gets full access in).
+
+    `plain=True` is for benchmarks only (bench/consumer_drain.py compares the
+    transports): no TLS and no authorization at all, a `nats://` URL, JetStream on.
+    Clients may keep passing their TLS context: nats-py upgrades only when the server
+    requires TLS. Never a deployed configuration, hence not a NatsConfig option."""
 
     def __init__(
         self,
@@ -198,10 +204,16 @@ class NatsServer(_Server):
         log_file: Path | None = None,
         service_permissions: bool = False,
         auth_callout: CalloutKeys | None = None,
+        server_name: str = "notip-nats",
+        cluster: ClusterSpec | None = None,
+        plain: bool = False,
     ) -> None:
         self.workdir = Path(workdir)
+        self.plain = plain
         self.service_permissions = service_permissions
         self.auth_callout = auth_callout
+        self.server_name = server_name
+        self.cluster = cluster
         self.pki = PkiPaths(Path(pki_dir))
         self._auto_port = not port
         self._auto_monitor_port = not monitor_port
@@ -219,7 +231,7 @@ class NatsServer(_Server):
 
     @property
     def url(self) -> str:
-        return f"tls://127.0.0.1:{self.port}"
+        return f"{'nats' if self.plain else 'tls'}://127.0.0.1:{self.port}"
 
     @property
     def monitor_url(self) -> str:
@@ -231,6 +243,9 @@ class NatsServer(_Server):
 
     def _prepare(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.plain:
+            self.config_path.write_text(self._plain_config())
+            return
         NatsConfig(
             pki_dir=self.pki.root.resolve(),
             store_dir=(self.workdir / "jetstream").resolve(),
@@ -239,6 +254,8 @@ class NatsServer(_Server):
             monitor_port=self.monitor_port,
             service_permissions=self.service_permissions,
             auth_callout=self.auth_callout,
+            server_name=self.server_name,
+            cluster=self.cluster,
         ).write(self.config_path)
 
     def _spawn(self) -> None:
@@ -266,7 +283,26 @@ class NatsServer(_Server):
         with resp:
             if resp.status != 200:
                 return False
-        return self._accepts_mtls()
+        return self._accepts_plain() if self.plain else self._accepts_mtls()
+
+    def _plain_config(self) -> str:
+        store = json.dumps(str((self.workdir / "jetstream").resolve()))
+        return f"""# Benchmarks only (NatsServer(plain=True)): no TLS, no authorization.
+server_name: {json.dumps(self.server_name)}
+host: "127.0.0.1"
+port: {self.port}
+http_port: {self.monitor_port}
+max_payload: 1MB
+
+jetstream {{
+  store_dir: {store}
+  max_file_store: 10G
+}}
+"""
+
+    def _accepts_plain(self) -> bool:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as raw:
+            return raw.recv(4096).startswith(b"INFO ")
 
     def _accepts_mtls(self) -> bool:
         # A full handshake with a service certificate: the INFO line comes in
@@ -282,6 +318,214 @@ class NatsServer(_Server):
     def stop(self) -> None:
         _stop(self.proc, signal.SIGTERM)
         self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown at all (no leadership hand-off, no flush), as when
+        the machine under a node dies."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+# -- NATS cluster -----------------------------------------------------------------------
+
+
+class NatsCluster:
+    """`size` nats-server nodes on loopback forming one JetStream cluster: each node is a
+    `NatsServer` with its own `server_name` (`notip-nats-<i>`), ports and store
+    directory (`workdir/n<i>`), and the same client TLS, users and callout as a single
+    server; routes between them use mutual TLS with the PKI's route certificate
+    (docs/operations.md#nats-cluster). A node that was killed restarts on its old ports
+    with its old store, as a crashed machine coming back would.
+
+    Ports are all picked before the first node starts (each node's routes name the
+    others' route ports); when one is taken meanwhile, the whole cluster is stopped and
+    started again on fresh ports, `port_retries` times."""
+
+    port_retries = 3
+    start_timeout = 60.0
+
+    def __init__(
+        self,
+        workdir: Path,
+        pki_dir: Path,
+        *,
+        size: int = 3,
+        service_permissions: bool = False,
+        auth_callout: CalloutKeys | None = None,
+        ports: Sequence[int] | None = None,
+    ) -> None:
+        if size < 1:
+            raise ValueError("a cluster has at least one node")
+        if ports is not None and len(ports) != size:
+            raise ValueError(f"{size} client ports expected, got {len(ports)}")
+        self.workdir = Path(workdir)
+        self.pki_dir = Path(pki_dir)
+        self.size = size
+        self.service_permissions = service_permissions
+        self.auth_callout = auth_callout
+        self._fixed_ports = list(ports) if ports is not None else None
+        self.nodes: list[NatsServer] = []
+        self._build()
+
+    def _build(self) -> None:
+        route_ports = [free_port() for _ in range(self.size)]
+        routes = tuple(route_url("127.0.0.1", p) for p in route_ports)
+        self.nodes = [
+            NatsServer(
+                self.workdir / f"n{i}",
+                self.pki_dir,
+                port=self._fixed_ports[i] if self._fixed_ports else None,
+                service_permissions=self.service_permissions,
+                auth_callout=self.auth_callout,
+                server_name=f"notip-nats-{i}",
+                cluster=ClusterSpec(routes=routes, port=route_ports[i], host="127.0.0.1"),
+            )
+            for i in range(self.size)
+        ]
+        for node in self.nodes:
+            # Only the cluster as a whole may pick fresh ports (routes name them all).
+            node.port_retries = 0
+
+    @property
+    def urls(self) -> list[str]:
+        return [n.url for n in self.nodes]
+
+    @property
+    def url(self) -> str:
+        """Every node, comma-separated: the NATS_URL of a client of the cluster."""
+        return ",".join(self.urls)
+
+    @property
+    def monitor_url(self) -> str:
+        return self.nodes[0].monitor_url
+
+    def node_named(self, server_name: str) -> NatsServer:
+        for node in self.nodes:
+            if node.server_name == server_name:
+                return node
+        raise KeyError(server_name)
+
+    # -- start and stop
+
+    async def start_async(self, timeout: float | None = None) -> Self:
+        limit = self.start_timeout if timeout is None else timeout
+        attempt = 0
+        while True:
+            try:
+                # One after the other: a node is ready (JetStream on, mTLS accepted)
+                # before its peers are up; the meta leader is elected once they are.
+                for node in self.nodes:
+                    await node.start_async(limit)
+                await trio.to_thread.run_sync(self.wait_formed, limit, abandon_on_cancel=True)
+                return self
+            except ServerError as exc:
+                taken = "address already in use" in str(exc).lower()
+                if not taken or attempt >= self.port_retries or self._fixed_ports:
+                    await self.stop_async()
+                    raise
+            await self.stop_async()
+            self._build()
+            attempt += 1
+
+    def start(self, timeout: float | None = None) -> Self:
+        return trio.run(self.start_async, timeout)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    async def stop_async(self) -> None:
+        await trio.to_thread.run_sync(self.stop)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- chaos
+
+    def kill(self, node: NatsServer) -> None:
+        node.kill()
+
+    async def restart_async(self, node: NatsServer, timeout: float | None = None) -> None:
+        """Start a killed (or stopped) node again: same ports, same store directory."""
+        await node.start_async(self.start_timeout if timeout is None else timeout)
+
+    # -- state (the nodes' monitoring endpoints)
+
+    def meta_leader(self) -> str | None:
+        """The JetStream meta leader's server name, as the running nodes see it (None
+        while there is none, or while they disagree)."""
+        running = [n for n in self.nodes if n.running]
+        seen: set[str | None] = set()
+        for node in running:
+            meta = _json(f"{node.monitor_url}/jsz").get("meta_cluster") or {}
+            seen.add(meta.get("leader") or None)
+        leader = seen.pop() if len(seen) == 1 else None
+        # Right after a SIGKILL the others still name the dead node until they notice.
+        return leader if leader in {n.server_name for n in running} else None
+
+    def routes_up(self) -> bool:
+        """Every running node has a route to every other running node."""
+        running = [n for n in self.nodes if n.running]
+        for node in running:
+            routez = _json(f"{node.monitor_url}/routez")
+            peers = {r.get("remote_name") for r in routez.get("routes") or []}
+            if not {n.server_name for n in running if n is not node} <= peers:
+                return False
+        return True
+
+    def healthy(self) -> bool:
+        """Every running node reports healthy: JetStream on, a meta leader known, and
+        the streams and consumers it holds current (`/healthz`, nats-server's own
+        check, which Kubernetes probes use too)."""
+        for node in self.nodes:
+            if not node.running:
+                continue
+            try:
+                resp = urllib.request.urlopen(f"{node.monitor_url}/healthz", timeout=2)
+            except urllib.error.HTTPError as exc:
+                exc.close()
+                return False
+            with resp:
+                if resp.status != 200:
+                    return False
+        return True
+
+    def wait_formed(self, timeout: float = 60.0) -> None:
+        """Block until the running nodes are routed to each other, agree on a meta
+        leader and are healthy."""
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            try:
+                if self.routes_up() and self.meta_leader() and self.healthy():
+                    return
+            except (OSError, ValueError) as exc:  # a node still starting
+                last = exc
+            time.sleep(0.1)
+        logs = "".join(_log_tail(n.log_file, 3) for n in self.nodes)
+        raise ServerError(f"NATS cluster not formed within {timeout}s: {last}{logs}")
+
+
+def _json(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=2) as resp:
+        data = json.load(resp)
+    if not isinstance(data, dict):
+        raise ValueError(f"{url}: not a JSON object")
+    return data
 
 
 # -- PostgreSQL -----------------------------------------------------------------------

@@ -1,6 +1,11 @@
 """Generator for `nats-server.conf`: mTLS with `verify_and_map`, the service users of
 docs/contracts.md#identities-and-permissions mapped by certificate subject, JetStream, monitoring.
 
+A third, `cluster` (`ClusterSpec`), makes the server one node of a JetStream cluster
+(docs/operations.md#nats-cluster): routes with mutual TLS, the route certificate's
+subject as the only route user, the same client TLS, users and callout as a single
+server. Each node gets its own `server_name` and store directory.
+
 Two options, off by default (docs/nats-auth.md#server-configuration):
 
 - `service_permissions`: each static service user gets its row of the permissions
@@ -21,7 +26,7 @@ from pathlib import Path
 from notip.natsauth import jwt
 from notip.natsauth.permissions import SERVICES as SERVICE_PERMISSIONS
 from notip.natsauth.permissions import SYSTEM_USER, Permissions
-from notip.pki import SERVICES, PkiPaths, service_user
+from notip.pki import NATS_ROUTE, SERVICES, PkiPaths, service_user
 
 #: The server's authorization timeout with auth callout: how long a connection has,
 #: from accept, to be authenticated, callout answer included; past it the server
@@ -58,6 +63,36 @@ class CalloutKeys:
         )
 
 
+#: The cluster's name (`cluster.name`): every node of one cluster carries the same.
+CLUSTER_NAME = "notip"
+#: nats-server's default route port.
+CLUSTER_PORT = 6222
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """This node's `cluster { … }`: where it listens for routes and the routes it
+    dials (the other nodes; its own URL may be listed too, nats-server skips it)."""
+
+    routes: tuple[str, ...]
+    port: int = CLUSTER_PORT
+    host: str = "0.0.0.0"
+    name: str = CLUSTER_NAME
+
+
+def route_url(host: str, port: int = CLUSTER_PORT) -> str:
+    return f"nats-route://{host}:{port}"
+
+
+def parse_routes(value: str) -> tuple[str, ...]:
+    """`--cluster-routes`: `nats-route://host[:port]` URLs, comma-separated."""
+    routes = tuple(r.strip() for r in value.split(","))
+    for r in routes:
+        if not r.startswith("nats-route://") or len(r) == len("nats-route://"):
+            raise ValueError(f"{r!r}: expected nats-route://host[:port]")
+    return routes
+
+
 def permissions_block(perms: Permissions, indent: str) -> str:
     """A user's `permissions { … }`: allow lists; nothing allowed is `deny: [">"]` (an
     absent or empty list would mean "everything")."""
@@ -87,6 +122,7 @@ class NatsConfig:
     service_permissions: bool = False
     auth_callout: CalloutKeys | None = None
     auth_timeout_s: float = AUTH_TIMEOUT_S
+    cluster: ClusterSpec | None = None
 
     def _user(self, dn: str) -> str:
         by_dn = {service_user(name): perms for name, perms in SERVICE_PERMISSIONS.items()}
@@ -152,8 +188,38 @@ tls {{
   verify_and_map: true
   timeout: 5
 }}
-
+{self._cluster(pki)}
 {self._callout(users) if self.auth_callout else self._static(users)}"""
+
+    def _cluster(self, pki: PkiPaths) -> str:
+        c = self.cluster
+        if c is None:
+            return ""
+        # verify_and_map + one route user: only the route certificate's subject may
+        # open a route (any certificate of the CA, a gateway's included, would
+        # otherwise be let in as a cluster node). no_advertise: clients are given every
+        # node in NATS_URL; the addresses a node would advertise (container IPs in
+        # compose) are not in the server certificate, so clients could not verify them.
+        return f"""
+# One node of the JetStream cluster {_q(c.name)}: routes with mutual TLS.
+cluster {{
+  name: {_q(c.name)}
+  listen: {_q(f"{c.host}:{c.port}")}
+  routes: {_q(list(c.routes))}
+  no_advertise: true
+  tls {{
+    cert_file: {_q(str(pki.nats_route_cert))}
+    key_file: {_q(str(pki.nats_route_key))}
+    ca_file: {_q(str(pki.ca_cert))}
+    verify: true
+    verify_and_map: true
+    timeout: 5
+  }}
+  authorization {{
+    user: {_q(service_user(NATS_ROUTE))}
+  }}
+}}
+"""
 
     def _static(self, users: str) -> str:
         return f"""authorization {{

@@ -14,7 +14,7 @@ import logging
 import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +91,15 @@ def is_permission_violation(exc: BaseException) -> bool:
     return isinstance(exc, nats.errors.Error) and PERMISSIONS_VIOLATION in str(exc).lower()
 
 
+def servers(url: str) -> list[str]:
+    """nats-py's server list from a NATS_URL: one URL or a cluster's nodes,
+    comma-separated (parsed by `notip.config.parse_nats_urls`, the one parse). nats-py
+    tries them in random order and, reconnecting, moves on to the next node."""
+    from notip.config import parse_nats_urls  # config imports this module
+
+    return parse_nats_urls(url)
+
+
 def _confirmed(nc: NATS) -> None:
     if not nc.is_connected:
         raise NotConfirmed("the server did not confirm the connection (no PONG to CONNECT)")
@@ -156,7 +165,7 @@ async def connect(
         log.info("nats connection closed", extra=label)
 
     options: dict[str, Any] = {
-        "servers": [url],
+        "servers": servers(url),
         "tls": tls,
         "name": name,
         "connect_timeout": max(1, int(connect_timeout)),
@@ -209,7 +218,7 @@ async def connect_once(url: str, tls: ssl.SSLContext, *, name: str, timeout: flo
     await bridge.call(
         nc.connect,
         error_cb=quiet,
-        servers=[url],
+        servers=servers(url),
         tls=tls,
         name=name,
         connect_timeout=max(1, int(timeout)),
@@ -282,6 +291,9 @@ class StreamSpec:
     name: str
     subjects: tuple[str, ...]
     max_age_s: float  # 0 = unlimited
+    #: Copies kept by a cluster (docs/operations.md#nats-cluster): 1 on a single
+    #: server, 3 on a three-node cluster (`notip nats init-streams --replicas`).
+    replicas: int = 1
 
     def config(self) -> api.StreamConfig:
         # The dedupe window may not exceed max_age; 2 min is the server's default.
@@ -291,7 +303,7 @@ class StreamSpec:
             subjects=list(self.subjects),
             retention=api.RetentionPolicy.LIMITS,
             storage=api.StorageType.FILE,
-            num_replicas=1,
+            num_replicas=self.replicas,
             discard=api.DiscardPolicy.OLD,
             max_age=self.max_age_s,
             duplicate_window=window,
@@ -316,9 +328,21 @@ def _differs(have: api.StreamConfig, want: api.StreamConfig) -> bool:
     )
 
 
-async def init_streams(nc: NATS, streams: Sequence[StreamSpec] = STREAMS) -> dict[str, str]:
+def with_replicas(replicas: int, streams: Sequence[StreamSpec] = STREAMS) -> list[StreamSpec]:
+    if replicas < 1:
+        raise ValueError("replicas must be >= 1")
+    return [replace(spec, replicas=replicas) for spec in streams]
+
+
+async def init_streams(
+    nc: NATS, streams: Sequence[StreamSpec] = STREAMS, *, replicas: int | None = None
+) -> dict[str, str]:
     """Create or update the platform's streams; a second run changes nothing.
-    Returns {stream: "created" | "updated" | "unchanged"}."""
+    `replicas` overrides every spec's (the stream update moves a stream from R1 to R3
+    and back; nats-server copies the data). Returns {stream: "created" | "updated" |
+    "unchanged"}."""
+    if replicas is not None:
+        streams = with_replicas(replicas, streams)
 
     async def run() -> dict[str, str]:
         js = nc.jetstream()
@@ -342,16 +366,29 @@ async def init_streams(nc: NATS, streams: Sequence[StreamSpec] = STREAMS) -> dic
 
 
 async def bootstrap_streams(
-    url: str, files: TlsFiles, *, name: str = "notip-init-streams", timeout: float = 60.0
+    url: str,
+    files: TlsFiles,
+    *,
+    name: str = "notip-init-streams",
+    timeout: float = 60.0,
+    replicas: int = 1,
 ) -> dict[str, str]:
-    """Connect (waiting up to `timeout` for the server), create or update the streams,
-    disconnect: what `notip nats init-streams`, `notip dev` and the tests run."""
+    """Connect (waiting up to `timeout` for the server), create or update the streams
+    with `replicas` copies each, disconnect: what `notip nats init-streams`, `notip
+    dev` and the tests run."""
     with trio.fail_after(timeout):
         nc = await connect(url, tls_context(files), name=name)
     try:
-        return await init_streams(nc)
+        return await init_streams(nc, replicas=replicas)
     finally:
         await drain(nc)
+
+
+async def stream_leader(nc: NATS, stream: str) -> str | None:
+    """The server name of the node that leads `stream` ($JS.API.STREAM.INFO →
+    cluster.leader); None on a single server or while the stream has no leader."""
+    info = await bridge.call(nc.jetstream().stream_info, stream)
+    return info.cluster.leader if info.cluster is not None else None
 
 
 # -- request-reply (caller policy: docs/contracts.md#request-reply-policy) ---------------------------------------

@@ -34,6 +34,13 @@ SERVICES = (
     "nats-auth",
 )
 NATS_SERVER_SANS = ("nats", "localhost", "127.0.0.1")
+#: The NATS cluster's node names (compose's `cluster` profile; docs/operations.md#nats-cluster).
+NATS_CLUSTER_NODES = ("nats-1", "nats-2", "nats-3")
+#: The certificate every node of a NATS cluster presents on its routes, as server and
+#: as client: the nodes dial each other. Its subject is the one route user
+#: (`cluster.authorization`, verify_and_map), so a gateway certificate, signed by the
+#: same CA, cannot join the cluster.
+NATS_ROUTE = "nats-route"
 POSTGRES_SERVER_SANS = ("timescaledb", "postgres", "localhost", "127.0.0.1")
 GATEWAY_SAN_SUFFIX = "gateways.notip.internal"
 
@@ -310,6 +317,14 @@ class PkiPaths:
         return self.key("nats-server")
 
     @property
+    def nats_route_cert(self) -> Path:
+        return self.cert(NATS_ROUTE)
+
+    @property
+    def nats_route_key(self) -> Path:
+        return self.key(NATS_ROUTE)
+
+    @property
     def postgres_server_cert(self) -> Path:
         return self.cert("postgres-server")
 
@@ -388,7 +403,7 @@ def init_pki(directory: Path | str) -> list[str]:
         (
             "nats-server",
             x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "nats")]),
-            NATS_SERVER_SANS,
+            (*NATS_SERVER_SANS, *NATS_CLUSTER_NODES),
             True,
             False,
         )
@@ -400,6 +415,15 @@ def init_pki(directory: Path | str) -> list[str]:
             POSTGRES_SERVER_SANS,
             True,
             False,
+        )
+    )
+    leaves.append(
+        (
+            NATS_ROUTE,
+            service_subject(NATS_ROUTE),
+            (*NATS_SERVER_SANS, *NATS_CLUSTER_NODES),
+            True,
+            True,
         )
     )
     for name, subject, sans, server, client in leaves:

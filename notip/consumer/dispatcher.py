@@ -136,8 +136,11 @@ class Dispatcher:
         *,
         concurrency: int,
         metrics: ConsumerMetrics,
+        fence: Callable[[], bool] = lambda: True,
     ) -> None:
         self.queue = queue
+        #: False once this instance may no longer act as the liveness owner (lease.py)
+        self.fence = fence
         self.send = send
         self.concurrency = concurrency
         self.metrics = metrics
@@ -180,6 +183,10 @@ class Dispatcher:
     async def _worker(self) -> None:
         while True:
             key, update = await self._next()
+            if not self.fence():
+                # The lease lapsed: the owner's scope is being cancelled, and a former
+                # owner never reports (the next owner reports from its own tracker).
+                await trio.sleep_forever()
             try:
                 outcome = await self.send(key, update)
             except Exception:

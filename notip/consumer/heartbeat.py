@@ -9,8 +9,12 @@
   stacks with it (missed ticks are skipped, not queued);
 - `run_config_refresh()`: alert configs at start-up (retries with backoff; defaults
   meanwhile) and every ALERT_CONFIG_REFRESH_MS; a failed refresh keeps the snapshot;
-- `seed()`: the newest row per gateway within the largest configured timeout, and the
-  decommissions still in quarantine.
+- `seed()`: the newest row per gateway within the largest configured timeout plus the
+  handover allowance (two lease TTLs, so that a silence the previous owner died before
+  alerting is still alerted), or what an owner recorded before alerting it
+  (`liveness.seed_time`), and the decommissions still in quarantine;
+- `record_alert`: called right before every alert publish, so that the next owner's
+  seed derives the same `lastSeen`, hence the same Nats-Msg-Id, for the same silence.
 
 Time: the tracker works in epoch seconds from `clock()` (time.time in production);
 scheduling uses Trio time, so tests run it under MockClock with a clock built on it.
@@ -31,9 +35,11 @@ from notip.consumer.liveness import (
     Candidate,
     ConfigHolder,
     Key,
+    SeedRow,
     StatusChange,
     Tracker,
     alert_message,
+    seed_time,
 )
 from notip.consumer.metrics import ConsumerMetrics
 from notip.consumer.mgmt import MgmtClient
@@ -41,6 +47,8 @@ from notip.consumer.mgmt import MgmtClient
 log = logging.getLogger("notip.consumer.liveness")
 
 AlertPublisher = Callable[[str, bytes, str], Awaitable[None]]  # (subject, body, msg id)
+#: (tenant, gateway, last_seen, window_s): store.Store.record_alert
+AlertRecorder = Callable[[str, str, float, float], Awaitable[None]]
 Clock = Callable[[], float]
 
 CONFIG_BACKOFF_BASE_S = 1.0
@@ -62,6 +70,9 @@ class Liveness:
         grace_s: float,
         check_concurrency: int,
         clock: Clock = time.time,
+        fence: Callable[[], bool] = lambda: True,
+        record_alert: AlertRecorder | None = None,
+        handover_s: float = 0.0,
     ) -> None:
         self.tracker = tracker
         self.configs = configs
@@ -74,6 +85,13 @@ class Liveness:
         self.grace_s = grace_s
         self.limiter = trio.CapacityLimiter(check_concurrency)
         self.clock = clock
+        #: False once this instance may no longer act as the liveness owner (lease.py)
+        self.fence = fence
+        self.record_alert = record_alert
+        #: Added to the seed's window (the largest timeout): a gateway that fell due
+        #: while the previous owner was dying, before it alerted, is still seeded by
+        #: the next one (which takes over within the lease TTL) and alerted by it.
+        self.handover_s = handover_s
         self.ticks = 0
 
     # -- feeding ---------------------------------------------------------------------
@@ -99,22 +117,33 @@ class Liveness:
 
     # -- start-up --------------------------------------------------------------------
 
+    def seed_window_s(self) -> float:
+        """How far back the seed looks: the largest configured timeout plus the
+        handover allowance."""
+        return self.configs.snapshot.largest_ms() / 1000.0 + self.handover_s
+
     async def seed(
         self,
-        newest: Callable[[float], Awaitable[list[tuple[str, str, float]]]],
+        newest: Callable[[float], Awaitable[list[SeedRow]]],
         decommissions: Callable[[float], Awaitable[list[tuple[str, str, float]]]],
         quarantine_s: float,
     ) -> int:
         now = self.clock()
         for tenant, gateway, at in await decommissions(now - quarantine_s):
             self.tracker.decommission((tenant, gateway), at, now)
-        window_s = self.configs.snapshot.largest_ms() / 1000.0
+        window_s = self.seed_window_s()
         rows = await newest(window_s)
         now = self.clock()
-        for tenant, gateway, seen in rows:
+        recorded = 0
+        for tenant, gateway, row_time, rec_seen, rec_row_time in rows:
+            seen = seed_time(row_time, rec_seen, rec_row_time)
+            recorded += seen != row_time
             self.tracker.seed((tenant, gateway), seen, now)
         self.metrics.heartbeat_map_size.set(len(self.tracker))
-        log.info("liveness seeded", extra={"gateways": len(rows), "window_s": window_s})
+        log.info(
+            "liveness seeded",
+            extra={"gateways": len(rows), "from_alert_records": recorded, "window_s": window_s},
+        )
         return len(rows)
 
     # -- ticks -------------------------------------------------------------------------
@@ -174,6 +203,24 @@ class Liveness:
                 # Never seen alive by this run and management already has it offline:
                 # the previous run alerted it. Track it as offline, silently.
                 self.tracker.mark_offline(c, self.clock(), silent=True)
+                return
+            if self.record_alert is not None:
+                # Before the fence check, so that a record exists, committed, for any
+                # alert that passes it: the next owner's seed (which starts after this
+                # owner's validity ended) sees it and derives the same Nats-Msg-Id.
+                try:
+                    await self.record_alert(c.key[0], c.key[1], c.last_seen, self.seed_window_s())
+                except Exception as exc:  # noqa: BLE001 — any failure: no alert without its record; retried next tick
+                    self.metrics.alert_publish_errors.inc()
+                    log.warning(
+                        "gw_offline alert not recorded, so not published (retried next tick): %s",
+                        exc,
+                        extra={"tenant_id": c.key[0], "gateway_id": c.key[1]},
+                    )
+                    return
+            if not self.fence():
+                # The lease lapsed (lease.py): the owner's scope is being cancelled,
+                # and a former owner never alerts. The next owner re-checks the gateway.
                 return
             body, msg_id = alert_message(c, self.clock())
             subject = self.alert_subject(c.key[0], c.key[1])

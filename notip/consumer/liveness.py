@@ -30,6 +30,9 @@ from notip import contracts
 from notip.envelope import iso
 
 Key = tuple[str, str]  # (tenant_id, gateway_id)
+#: A seed row (store.newest_per_gateway): tenant, gateway, newest row time, and what an
+#: owner recorded before alerting the gateway: last_seen, newest row time (or None).
+SeedRow = tuple[str, str, float, float | None, float | None]
 
 ONLINE = "online"
 OFFLINE = "offline"
@@ -113,7 +116,8 @@ class Tracker:
         return changes
 
     def seed(self, key: Key, seen: float, now: float) -> None:
-        """Start-up: the newest row of a gateway. Its state is unknown to this run."""
+        """Start-up: the gateway's last sighting as `seed_time` reads it from the
+        database. Its state is unknown to this run."""
         if self.tombstones and self.quarantined(key, now):
             return
         seen = min(seen, now)
@@ -167,6 +171,30 @@ class Tracker:
     def prune(self, now: float) -> None:
         for key in [k for k, until in self.tombstones.items() if until <= now]:
             del self.tombstones[key]
+
+
+def seed_time(
+    newest_row_time: float, recorded_last_seen: float | None, recorded_row_time: float | None
+) -> float:
+    """The `last_seen` a new owner seeds a gateway with
+    (docs/consumer.md#the-alert-id-across-a-handover).
+
+    `newest_row_time`: the gateway's newest telemetry row (the envelope's clock).
+    `recorded_*`: what an owner recorded right before alerting it (table
+    `consumer_liveness_alerts`): the stored time the alert's `lastSeen` came from, and
+    the newest row time at that moment (None: no row in its window). Rows and the
+    record's row time share one clock (the gateway's), stored times another, so only
+    row times are compared: no row newer than the recorded one means the gateway has
+    not spoken since, and the recorded `last_seen` is the same silence, so the same
+    `lastSeen` and Nats-Msg-Id as the alert already published. A newer row, or no
+    usable record, gives the row time."""
+    if (
+        recorded_last_seen is None
+        or recorded_row_time is None
+        or newest_row_time > recorded_row_time
+    ):
+        return newest_row_time
+    return recorded_last_seen
 
 
 # -- alert configs (docs/contracts.md#management-request-reply alert-configs.list) ----------------------------------------

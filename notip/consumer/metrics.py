@@ -129,3 +129,19 @@ class ConsumerMetrics:
             "Offline alerts not sent because the gateway is paused",
             registry=r,
         )
+        # -- the liveness lease (docs/consumer.md#scale-out-and-ownership) ----------------
+        self.liveness_owner = Gauge(
+            P + "liveness_owner",
+            "1 while this instance holds the liveness lease (runs ticks, alerts, status reports)",
+            registry=r,
+        )
+        self.lease_acquired = Counter(
+            P + "liveness_lease_acquired_total",
+            "Times this instance took the liveness lease",
+            registry=r,
+        )
+        self.lease_lost = Counter(
+            P + "liveness_lease_lost_total",
+            "Times this instance lost the liveness lease while running (not released at shutdown)",
+            registry=r,
+        )

@@ -1,10 +1,12 @@
-"""The liveness owner (LIVENESS_ENABLED=true): the instance that tracks gateway
-liveness, and its tasks. Its nursery is drawn in `service.py`'s tree.
+"""The liveness owner: the tasks of the instance that holds the liveness lease
+(lease.py), started when it takes the lease and cancelled when it loses it. Its
+nursery is drawn in `service.py`'s tree.
 
 `run` builds the `Liveness` driver (heartbeat.py) around the sans-io tracker
-(liveness.py) and reports it once the feed is subscribed and the decommission durable
-is bound; this instance's writers then feed it directly (`committed_to`), ingest-only
-instances through the feed (feed.py).
+(liveness.py), seeded from the database on every acquisition, and reports it once the
+feed is subscribed and the decommission durable is bound. `route` is the writers'
+hand-over: straight into the tracker while this instance holds the lease, through the
+feed (feed.py) to whichever instance holds it otherwise.
 """
 
 from __future__ import annotations
@@ -40,9 +42,18 @@ ALERT_PUBLISH_TIMEOUT_S = 5.0
 FIRST_CONFIGS_WAIT_S = 10.0
 
 
-def build(s: Settings, nc: NATS, metrics: ConsumerMetrics, clock: Callable[[], float]) -> Liveness:
+def build(
+    s: Settings,
+    nc: NATS,
+    metrics: ConsumerMetrics,
+    clock: Callable[[], float],
+    fence: Callable[[], bool] = lambda: True,
+    store: Store | None = None,
+) -> Liveness:
     """The driver with its parts: config holder, tracker, management client,
-    status dispatcher, alert publisher. No task is started."""
+    status dispatcher, alert publisher. No task is started. `fence` is checked right
+    before every alert publish and status report (lease.py); with a `store`, every
+    alert is recorded in it first (`Store.record_alert`)."""
     holder = ConfigHolder(AlertConfigs(s.alert_config_default_timeout_ms))
     tracker = Tracker(holder.timeout_ms, quarantine_s=s.decommission_quarantine_ms / 1000.0)
     mgmt = MgmtClient(
@@ -57,6 +68,7 @@ def build(s: Settings, nc: NATS, metrics: ConsumerMetrics, clock: Callable[[], f
         send,
         concurrency=s.status_dispatch_concurrency,
         metrics=metrics,
+        fence=fence,
     )
     js = nc.jetstream()
 
@@ -75,6 +87,11 @@ def build(s: Settings, nc: NATS, metrics: ConsumerMetrics, clock: Callable[[], f
         grace_s=s.heartbeat_grace_period_ms / 1000.0,
         check_concurrency=s.liveness_check_concurrency,
         clock=clock,
+        fence=fence,
+        record_alert=None if store is None else store.record_alert,
+        # Two lease TTLs: the previous owner's validity ran out at most one TTL after
+        # its last renewal, and this one took over within one more.
+        handover_s=2 * s.liveness_lease_ttl_ms / 1000.0,
     )
 
 
@@ -83,45 +100,55 @@ async def run(
     nc: NATS,
     store: Store,
     metrics: ConsumerMetrics,
-    bound: Callable[[BatchPuller], None],
+    pullers: list[BatchPuller],
+    fence: Callable[[], bool],
     *,
+    started_at: float,
     clock: Callable[[], float] = time.time,
     task_status: trio.TaskStatus[Liveness] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the owner's tasks until cancelled. `bound` gets the decommission
-    listener's puller once its durable is bound (the service resets its credit on
-    reconnect and stops it at shutdown)."""
-    started_at = trio.current_time()  # the grace period runs from here
-    liveness = build(s, nc, metrics, clock)
+    """Run the owner's tasks until cancelled. The decommission listener's puller is in
+    `pullers` while it runs (the service resets its credit on reconnect and stops it
+    at shutdown). Ticks start once the grace period from `started_at` (the service's
+    start, Trio time) is over: a takeover after it ticks right after seeding."""
+    liveness = build(s, nc, metrics, clock, fence, store)
     first_fetch = trio.Event()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(liveness.dispatcher.run)
-        nursery.start_soon(
-            partial(
-                run_config_refresh,
-                fetch=partial(liveness.mgmt.alert_configs, s.alert_config_default_timeout_ms),
-                holder=liveness.configs,
-                metrics=metrics,
-                max_retries=s.alert_config_max_retries,
-                refresh_s=s.alert_config_refresh_ms / 1000.0,
-                clock=clock,
-                fetched=first_fetch,
+    decommissions: BatchPuller | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(liveness.dispatcher.run)
+            nursery.start_soon(
+                partial(
+                    run_config_refresh,
+                    fetch=partial(liveness.mgmt.alert_configs, s.alert_config_default_timeout_ms),
+                    holder=liveness.configs,
+                    metrics=metrics,
+                    max_retries=s.alert_config_max_retries,
+                    refresh_s=s.alert_config_refresh_ms / 1000.0,
+                    clock=clock,
+                    fetched=first_fetch,
+                )
             )
-        )
-        await nursery.start(feed.receive, nc, s.liveness_feed_subject, liveness.committed)
-        decommissions = await nursery.start(
-            partial(
-                run_listener,
-                nc=nc,
-                store=store,
-                durable=s.decommission_durable_name,
-                on_decommission=liveness.decommissioned,
-                clock=clock,
+            # Subscribed before seeding: a sighting committed meanwhile is either in the
+            # seed's rows or on the feed.
+            await nursery.start(feed.receive, nc, s.liveness_feed_subject, liveness.committed)
+            decommissions = await nursery.start(
+                partial(
+                    run_listener,
+                    nc=nc,
+                    store=store,
+                    durable=s.decommission_durable_name,
+                    on_decommission=liveness.decommissioned,
+                    clock=clock,
+                )
             )
-        )
-        bound(decommissions)
-        nursery.start_soon(_seed_then_tick, s, liveness, store, first_fetch, started_at)
-        task_status.started(liveness)
+            pullers.append(decommissions)
+            nursery.start_soon(_seed_then_tick, s, liveness, store, first_fetch, started_at)
+            task_status.started(liveness)
+    finally:
+        # The listener stopped its own puller on the way out (pull.consume).
+        if decommissions is not None and decommissions in pullers:
+            pullers.remove(decommissions)
 
 
 async def _seed_then_tick(
@@ -147,10 +174,15 @@ async def _seed_then_tick(
     await liveness.run_ticks(started_at)
 
 
-def committed_to(liveness: Liveness) -> Committed:
-    """The writers' hand-over on the owner itself: straight into the tracker."""
+def route(current: Callable[[], Liveness | None], publish: Committed) -> Committed:
+    """The writers' hand-over: into this instance's tracker while it holds the lease
+    (`current()` is its Liveness), else a digest on the feed for whoever holds it."""
 
     async def committed(sightings: Mapping[Key, float]) -> None:
-        liveness.committed(sightings)
+        liveness = current()
+        if liveness is not None:
+            liveness.committed(sightings)
+        else:
+            await publish(sightings)
 
     return committed

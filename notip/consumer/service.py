@@ -8,23 +8,27 @@ serve(settings)                       (the trio-asyncio loop is already open)
     │              → PostgreSQL pool + migrations (store.py)
     └── tasks nursery
         ├── db probe: readiness + consumer lag, every DB_PROBE_INTERVAL_MS (health.py)
-        ├── liveness owner (owner.py; LIVENESS_ENABLED=true: the one owner of liveness)
-        │   └── nursery
-        │       ├── status dispatcher: STATUS_DISPATCH_CONCURRENCY workers, coalescing queue
-        │       ├── alert-config refresh: start-up retries, then every ALERT_CONFIG_REFRESH_MS
-        │       ├── liveness feed (feed.py): sightings committed by ingest-only instances
-        │       ├── decommission listener (decommission.py): NATS_DECOMMISSION_DURABLE_NAME
-        │       └── seed, then heartbeat ticks after HEARTBEAT_GRACE_PERIOD_MS
+        ├── liveness lease (lease.py; LIVENESS_ENABLED=true): pg_try_advisory_lock on a
+        │   │  session of its own, every TTL/3 ± jitter until granted
+        │   └── while held (gauge liveness_owner = 1)
+        │       ├── renew: SELECT 1 every TTL/3; fails, times out or lapses → cancel, close
+        │       └── liveness owner (owner.py), seeded on each acquisition; fenced
+        │           ├── status dispatcher: STATUS_DISPATCH_CONCURRENCY workers   (fenced)
+        │           ├── alert-config refresh: start-up retries, then every ALERT_CONFIG_REFRESH_MS
+        │           ├── liveness feed (feed.py): sightings committed by the other instances
+        │           ├── decommission listener (decommission.py): NATS_DECOMMISSION_DURABLE_NAME
+        │           └── seed, then ticks after HEARTBEAT_GRACE_PERIOD_MS     (alerts fenced)
         └── ingest pipeline (pipeline.py)
             ├── fetch scope: continuous-credit batch pull → rendezvous channel
             └── write scope: INGEST_WRITERS × (validate → one INSERT … ON CONFLICT DO NOTHING
                              → ack) → committed (tenant, gateway, stored time)
-                             → the owner, or the feed (feed.py) on an ingest-only instance
+                             → the owner while holding the lease, else the feed (feed.py)
 ```
 
-Start-up: http → NATS → ingest durable → PostgreSQL → probe → liveness owner (reported
-once the feed is subscribed and the decommission durable bound) → ingest pull bound →
-pipeline → ready (`task_status.started(ServiceInfo)`).
+Start-up: http → NATS → ingest durable → PostgreSQL → probe → one lease attempt (if
+granted: the owner, reported once the feed is subscribed and the decommission durable
+bound) → ingest pull bound → pipeline → ready (`task_status.started(ServiceInfo)`).
+"Fenced": checks `lease.valid(now)` right before each alert publish and status report.
 
 Shutdown is the caller's cancellation: the pipeline finishes and acks its in-flight
 batches under a shielded scope bounded by SHUTDOWN_TIMEOUT_MS and NAKs what it
@@ -44,7 +48,7 @@ from functools import partial
 import trio
 
 from notip import natsio
-from notip.consumer import durable, feed, owner
+from notip.consumer import durable, feed, lease, owner
 from notip.consumer.health import Health, build_app, probe
 from notip.consumer.heartbeat import Liveness
 from notip.consumer.metrics import ConsumerMetrics
@@ -64,6 +68,7 @@ class ServiceInfo:
     metrics_port: int
     metrics: ConsumerMetrics
     health: Health
+    #: The owner's driver while this instance holds the liveness lease, else None.
     liveness: Liveness | None = None
     pipeline: Pipeline | None = None
 
@@ -79,6 +84,7 @@ async def serve(
     clock: Callable[[], float] = time.time,
 ) -> None:
     s = settings
+    started_at = trio.current_time()  # the liveness grace period runs from here
     metrics = ConsumerMetrics()
     health = Health()
     async with trio.open_nursery() as root:
@@ -116,15 +122,29 @@ async def serve(
 
             async with trio.open_nursery() as tasks:
                 tasks.start_soon(probe, s, nc, store, metrics)
-                committed: Committed
                 if s.liveness_enabled:
-                    liveness: Liveness = await tasks.start(
-                        partial(owner.run, s, nc, store, metrics, pullers.append, clock=clock)
+                    await tasks.start(
+                        partial(
+                            lease.hold,
+                            lease.Lease(s.liveness_lease_ttl_ms / 1000.0),
+                            partial(lease.LockSession.open, s),
+                            partial(
+                                owner.run,
+                                s,
+                                nc,
+                                store,
+                                metrics,
+                                pullers,
+                                started_at=started_at,
+                                clock=clock,
+                            ),
+                            metrics,
+                            on_change=partial(setattr, info, "liveness"),
+                        )
                     )
-                    info.liveness = liveness
-                    committed = owner.committed_to(liveness)
-                else:
-                    committed = feed.publisher(nc, s.liveness_feed_subject)
+                committed: Committed = owner.route(
+                    lambda: info.liveness, feed.publisher(nc, s.liveness_feed_subject)
+                )
                 info.pipeline = pipeline = Pipeline(
                     nc=nc,
                     store=store,

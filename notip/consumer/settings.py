@@ -58,6 +58,7 @@ ENV_VARS: frozenset[str] = frozenset(
         "ALERT_SUBJECT_TEMPLATE",
         "NATS_DECOMMISSION_DURABLE_NAME",
         "LIVENESS_ENABLED",
+        "LIVENESS_LEASE_TTL_MS",
         "LIVENESS_FEED_SUBJECT",
         "LIVENESS_CHECK_CONCURRENCY",
         "STATUS_DISPATCH_CONCURRENCY",
@@ -139,7 +140,8 @@ class Settings:
     # liveness and alerts
     alert_subject_template: str = contracts.GW_OFFLINE_ALERT_TEMPLATE
     decommission_durable_name: str = "data-consumer-decommission-listener"
-    liveness_enabled: bool = True
+    liveness_enabled: bool = True  # this instance may take the liveness lease
+    liveness_lease_ttl_ms: int = 15_000
     liveness_feed_subject: str = contracts.LIVENESS_FEED_SUBJECT
     liveness_check_concurrency: int = 16
     status_dispatch_concurrency: int = 8
@@ -223,6 +225,10 @@ class Settings:
         deliver = env.choice("INGEST_DELIVER_POLICY", DELIVER_POLICIES, cls.ingest_deliver_policy)
         template = env.parsed("ALERT_SUBJECT_TEMPLATE", cls.alert_subject_template, _alert_template)
         liveness = env.bool("LIVENESS_ENABLED", cls.liveness_enabled)
+        # At least 1 s: the holder renews every third of it over a database round trip.
+        lease_ttl = env.int(
+            "LIVENESS_LEASE_TTL_MS", cls.liveness_lease_ttl_ms, min=1_000, max=600_000
+        )
         feed = env.parsed("LIVENESS_FEED_SUBJECT", cls.liveness_feed_subject, _subject)
         check_conc = env.int(
             "LIVENESS_CHECK_CONCURRENCY", cls.liveness_check_concurrency, min=1, max=10_000
@@ -273,6 +279,7 @@ class Settings:
             alert_subject_template=template,
             decommission_durable_name=decom_durable,
             liveness_enabled=liveness,
+            liveness_lease_ttl_ms=lease_ttl,
             liveness_feed_subject=feed,
             liveness_check_concurrency=check_conc,
             status_dispatch_concurrency=dispatch_conc,

@@ -25,6 +25,7 @@ import asyncpg
 from notip import bridge
 from notip.backoff import Backoff, retry
 from notip.consumer.ingest import Row
+from notip.consumer.liveness import SeedRow
 from notip.consumer.settings import Settings
 
 log = logging.getLogger("notip.consumer.store")
@@ -41,7 +42,8 @@ COMMAND_TIMEOUT_S = 30.0
 # in Python, measured: a third of the consumer's CPU at 16k msg/s), whereas
 # `",".join` is C and `string_to_array` runs in PostgreSQL's own process. Safe
 # because validation (ingest.py) admits no comma in any column: UUIDs, tenant tokens
-# [A-Za-z0-9_-], the sensor-type enum, base64, `datetime.isoformat()`, integers.
+# [A-Za-z0-9_-], the sensor-type enum, base64, comma-free RFC 3339 timestamps or
+# `datetime.isoformat()`, integers.
 INSERT_SQL = """
 INSERT INTO telemetry
     (time, tenant_id, gateway_id, sensor_id, sensor_type, encrypted_data, iv, auth_tag, key_version)
@@ -62,11 +64,35 @@ def encode_columns(rows: Sequence[Row]) -> list[str]:
     return args
 
 
+# The seed: the newest row per gateway within the window, with what an owner recorded
+# before alerting it (liveness.seed_time chooses between them). Both row times come
+# out of the same expression, so "no newer row" is an exact float comparison.
 NEWEST_SQL = """
-SELECT tenant_id, gateway_id, extract(epoch FROM max(time))::float8
-FROM telemetry
-WHERE time > now() - make_interval(secs => $1)
-GROUP BY tenant_id, gateway_id
+SELECT n.tenant_id, n.gateway_id, extract(epoch FROM n.newest)::float8,
+       extract(epoch FROM a.last_seen)::float8, extract(epoch FROM a.newest_row_time)::float8
+FROM (
+    SELECT tenant_id, gateway_id, max(time) AS newest
+    FROM telemetry
+    WHERE time > now() - make_interval(secs => $1)
+    GROUP BY tenant_id, gateway_id
+) n
+LEFT JOIN consumer_liveness_alerts a
+    ON a.tenant_id = n.tenant_id AND a.gateway_id = n.gateway_id
+"""
+
+# Right before an alert is published (never on the ingest path). The newest row time
+# is taken here, server-side, within the seed's window. A record never moves back to
+# an older `last_seen` (a late former owner).
+RECORD_ALERT_SQL = """
+INSERT INTO consumer_liveness_alerts AS a (tenant_id, gateway_id, last_seen, newest_row_time)
+SELECT $1::text, $2::text, $3::timestamptz, (
+    SELECT max(time) FROM telemetry
+    WHERE tenant_id = $1::text AND gateway_id = $2::text
+      AND time > now() - make_interval(secs => $4::float8))
+ON CONFLICT (tenant_id, gateway_id) DO UPDATE
+SET last_seen = EXCLUDED.last_seen, newest_row_time = EXCLUDED.newest_row_time,
+    recorded_at = now()
+WHERE a.last_seen <= EXCLUDED.last_seen
 """
 
 DECOMMISSION_SQL = """
@@ -243,14 +269,28 @@ class Store:
             return False
         return True
 
-    async def newest_per_gateway(self, window_s: float) -> list[tuple[str, str, float]]:
-        async def run() -> list[tuple[str, str, float]]:
+    async def newest_per_gateway(self, window_s: float) -> list[SeedRow]:
+        async def run() -> list[SeedRow]:
             async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
                 rows = await conn.fetch(NEWEST_SQL, float(window_s))
-            return [(r[0], r[1], float(r[2])) for r in rows]
+            return [(r[0], r[1], float(r[2]), r[3], r[4]) for r in rows]
 
-        result: list[tuple[str, str, float]] = await self._call(run)
+        result: list[SeedRow] = await self._call(run)
         return result
+
+    async def record_alert(
+        self, tenant_id: str, gateway_id: str, last_seen: float, window_s: float
+    ) -> None:
+        """What a later owner's seed needs to derive the same alert id
+        (docs/consumer.md#scale-out-and-ownership): `last_seen` rounded to the
+        microsecond exactly as the alert's `lastSeen` is (`datetime.fromtimestamp`)."""
+        when = dt.datetime.fromtimestamp(last_seen, dt.UTC)
+
+        async def run() -> None:
+            async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
+                await conn.execute(RECORD_ALERT_SQL, tenant_id, gateway_id, when, float(window_s))
+
+        await self._call(run)
 
     async def record_decommission(self, tenant_id: str, gateway_id: str, at: float) -> None:
         when = dt.datetime.fromtimestamp(at, dt.UTC)

@@ -17,6 +17,7 @@ import trio
 from nats.aio.msg import Msg
 
 from notip import bridge, contracts, natsio
+from notip.backoff import Backoff
 from notip.jetstream.pull import ACKED, BatchPuller, consume
 from notip.simulator import natslink
 from notip.simulator.registry import Registry
@@ -25,6 +26,7 @@ from notip.simulator.settings import Settings
 log = logging.getLogger("notip.simulator.decommission")
 
 FETCH_BATCH = 50
+REBIND_RETRY_S = 2.0  # re-creating the durable when it is gone or leaderless
 
 
 async def listen(
@@ -76,6 +78,10 @@ async def listen(
                     natslink.decommission_consumer_config(settings.decommission_durable),
                     handle,
                     batch=FETCH_BATCH,
+                    # Never fatal: on a cluster the durable is briefly leaderless
+                    # (node lost, election): its re-creation times out until then.
+                    ensure_backoff=Backoff(0.5, cap=10.0),
+                    rebind_backoff=Backoff(REBIND_RETRY_S, REBIND_RETRY_S),
                 )
             )
             task_status.started(True)

@@ -101,7 +101,7 @@ class Settings:
             parsed = urlparse(provisioning_url)
             if parsed.scheme not in ("http", "https") or not parsed.netloc:
                 env.problem(f"PROVISIONING_URL={provisioning_url!r}: expected an http(s) URL")
-        nats_url = env.str("NATS_URL")
+        nats_url = env.nats_url()
         nats_tls = env.nats_tls("NATS_CA_CERT_PATH", client_cert_required=False)
         identity = cast(GatewayIdentity, env.choice("GATEWAY_IDENTITY", GATEWAY_IDENTITIES, OWN))
         if identity == SHARED and (nats_tls.cert is None or nats_tls.key is None):

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+import socket
 import threading
 from pathlib import Path
 
@@ -61,3 +63,19 @@ def test_an_automatic_port_taken_meanwhile_is_replaced(
     with server:
         assert server.port != nats_server.port
         assert server._ready()
+
+
+def test_a_plain_server_speaks_nats_without_tls_and_has_jetstream(
+    pki: PkiPaths, tmp_path: Path
+) -> None:
+    """`plain=True` (benchmarks compare transports with it): the server neither
+    requires TLS nor authenticates, and JetStream is on."""
+    with NatsServer(tmp_path / "nats", pki.root, plain=True) as server:
+        assert server.url == f"nats://127.0.0.1:{server.port}"
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw:
+            info = json.loads(raw.recv(4096).split(b" ", 1)[1])
+            raw.sendall(b'CONNECT {"verbose":true}\r\nPING\r\n')
+            answer = raw.recv(4096)
+        assert not info.get("tls_required") and not info.get("auth_required")
+        assert info["jetstream"] is True
+        assert answer.startswith(b"+OK"), answer

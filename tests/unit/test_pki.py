@@ -35,7 +35,8 @@ def test_service_subjects_and_server_sans(tmp_path: Path) -> None:
     names = set(san.get_values_for_type(x509.DNSName)) | {
         str(ip) for ip in san.get_values_for_type(x509.IPAddress)
     }
-    assert names == {"nats", "localhost", "127.0.0.1"}
+    # The cluster's node names too (compose's `cluster` profile: tls://nats-1:4222, …).
+    assert names == {"nats", "localhost", "127.0.0.1", "nats-1", "nats-2", "nats-3"}
 
 
 @pytest.mark.parametrize(

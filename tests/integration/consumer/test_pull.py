@@ -12,7 +12,8 @@ import trio
 from nats.aio.msg import Msg
 from nats.js import api
 
-from notip import bridge, natsio
+from notip import bridge, guards, natsio
+from notip.jetstream import pull
 from notip.jetstream.consumers import ensure_pull_consumer
 from notip.jetstream.pull import BatchPuller, settle
 from notip.localservers import NatsServer
@@ -76,6 +77,82 @@ async def test_batches_expiry_and_heartbeats(nc: natsio.NATS) -> None:
         await bridge.call(nc.jetstream().delete_consumer, "TELEMETRY", durable)
 
 
+async def _pulled(nc: natsio.NATS, durable: str, n: int) -> tuple[BatchPuller, list[Msg]]:
+    tenant, gw = str(uuid.uuid4()), str(uuid.uuid4())
+    await ensure_pull_consumer(nc, "TELEMETRY", pull_config(durable))
+    puller = BatchPuller(nc, "TELEMETRY", durable, batch=n, flush_s=0.2)
+    await puller.start()
+    await publish_telemetry(nc, tenant, gw, n)
+    got: list[Msg] = []
+    with trio.fail_after(10):
+        while len(got) < n:
+            got.extend(await puller.next_batch())
+    return puller, got
+
+
+async def _all_acked(nc: natsio.NATS, durable: str) -> None:
+    async def settled() -> bool:
+        info = await bridge.call(nc.jetstream().consumer_info, "TELEMETRY", durable)
+        return info.num_ack_pending == 0 and info.num_pending == 0
+
+    await eventually(settled, what="every message acked")
+
+
+async def test_a_batch_of_acks_is_written_as_one_buffer(
+    nc: natsio.NATS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    durable = f"test-acks-{uuid.uuid4().hex[:8]}"
+    puller, got = await _pulled(nc, durable, 6)
+    try:
+        publishes: list[str] = []
+        real_publish = nc.publish
+
+        async def counting(subject: str, *args: object, **kwargs: object) -> None:
+            publishes.append(subject)
+            await real_publish(subject, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(nc, "publish", counting)
+        assert await settle(nc, ack=[m.reply for m in got[:4]], term=[m.reply for m in got[4:]])
+        assert publishes == []  # no per-message publish: the frames went out as one buffer
+        await _all_acked(nc, durable)
+    finally:
+        await puller.stop()
+        await bridge.call(nc.jetstream().delete_consumer, "TELEMETRY", durable)
+
+
+async def test_a_reply_unsafe_to_splice_goes_through_publish_and_the_rest_are_acked(
+    nc: natsio.NATS,
+) -> None:
+    durable = f"test-acks-{uuid.uuid4().hex[:8]}"
+    puller, got = await _pulled(nc, durable, 5)
+    try:
+        replies = [m.reply for m in got]
+        # nats-py's publish refuses it (BadSubjectError): not confirmed, the batch
+        # would be redelivered; every spliceable ack was still sent.
+        assert not await settle(nc, ack=[*replies[:2], "$JS.ACK.x y\r\nPUB z 0", *replies[2:]])
+        await _all_acked(nc, durable)
+    finally:
+        await puller.stop()
+        await bridge.call(nc.jetstream().delete_consumer, "TELEMETRY", durable)
+
+
+async def test_without_the_private_write_acks_go_one_publish_each_and_the_guard_counts(
+    nc: natsio.NATS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    durable = f"test-acks-{uuid.uuid4().hex[:8]}"
+    puller, got = await _pulled(nc, durable, 5)
+    try:
+        monkeypatch.setattr(pull, "_SEND_COMMAND", "_gone_in_a_later_nats_py")
+        sample = ("notip_library_guard_missing_total", {"guard": guards.NATS_SEND_COMMAND})
+        before = guards.REGISTRY.get_sample_value(*sample) or 0.0
+        assert await settle(nc, ack=[m.reply for m in got])
+        assert guards.REGISTRY.get_sample_value(*sample) == before + 1
+        await _all_acked(nc, durable)
+    finally:
+        await puller.stop()
+        await bridge.call(nc.jetstream().delete_consumer, "TELEMETRY", durable)
+
+
 async def test_consumer_deleted_under_the_service_is_recreated(
     nc: natsio.NATS, make_env: EnvFactory, pg_database: str
 ) -> None:
@@ -86,8 +163,21 @@ async def test_consumer_deleted_under_the_service_is_recreated(
         info = await start_consumer(nursery, env)
         await publish_telemetry(nc, tenant, gw, 5)
         await eventually(lambda: metric(info, "notip_consumer_messages_written_total") == 5)
+        # Readiness is false only while the durable is missing, which may be a few
+        # milliseconds: a watcher that looks at every scheduling pass cannot miss it
+        # (the flag is set and cleared around a network round trip, a checkpoint).
+        seen_unready = trio.Event()
+
+        async def watch_readiness(task_status: trio.TaskStatus[None]) -> None:
+            assert info.ready
+            task_status.started()
+            while info.ready:
+                await trio.lowlevel.checkpoint()
+            seen_unready.set()
+
+        await nursery.start(watch_readiness)
         await bridge.call(nc.jetstream().delete_consumer, "TELEMETRY", durable)
-        await eventually(lambda: not info.ready, what="readiness false without the consumer")
+        await eventually(seen_unready.is_set, what="readiness false without the consumer")
         await eventually(lambda: info.ready, what="the consumer re-created")
         await publish_telemetry(nc, tenant, gw, 5)
         await eventually(lambda: _rows(pg_database, tenant, 10), what="ingest to resume")

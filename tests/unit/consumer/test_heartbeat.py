@@ -13,7 +13,7 @@ import trio.testing
 
 from notip.consumer.dispatcher import Dispatcher, StatusQueue, Update
 from notip.consumer.heartbeat import Liveness, run_config_refresh
-from notip.consumer.liveness import AlertConfigs, ConfigHolder, Key, Tracker
+from notip.consumer.liveness import AlertConfigs, ConfigHolder, Key, SeedRow, Tracker, iso_epoch
 from notip.consumer.metrics import ConsumerMetrics
 from notip.consumer.mgmt import OK, MgmtError
 
@@ -236,9 +236,12 @@ async def test_checks_of_one_tick_run_concurrently_under_the_limit(
 async def test_unconfirmed_gateway_management_knows_offline_is_not_alerted_again(
     h: Harness, autojump_clock: trio.testing.MockClock
 ) -> None:
-    async def newest(window_s: float) -> list[tuple[str, str, float]]:
+    async def newest(window_s: float) -> list[SeedRow]:
         assert window_s == 1.0
-        return [("t1", "gw-a", clock() - 0.5), ("t1", "gw-b", clock() - 0.5)]
+        return [
+            ("t1", "gw-a", clock() - 0.5, None, None),
+            ("t1", "gw-b", clock() - 0.5, None, None),
+        ]
 
     async def decommissions(since: float) -> list[tuple[str, str, float]]:
         return []
@@ -253,11 +256,89 @@ async def test_unconfirmed_gateway_management_knows_offline_is_not_alerted_again
     assert h.status_of("gw-a") == [] and h.status_of("gw-b") == ["offline"]
 
 
+async def test_every_alert_is_recorded_before_it_is_published_and_not_without_it(
+    h: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The record (consumer_liveness_alerts) is what lets the next owner derive the same
+    Nats-Msg-Id: an alert is never published before its record is written, and a failed
+    record holds the alert back to the next tick."""
+    events: list[tuple[str, str, float, float]] = []
+    fail = [True]
+
+    async def record(tenant: str, gateway: str, last_seen: float, window_s: float) -> None:
+        if fail and fail.pop():
+            raise RuntimeError("database unavailable")
+        events.append((tenant, gateway, last_seen, window_s))
+
+    h.live.record_alert = record
+    seen = clock()
+    h.live.committed({A: seen})
+    await trio.sleep(1.1)
+    await h.live.tick()
+    assert h.alerts == [] and events == []  # the record failed: no alert
+    assert h.metric("notip_consumer_alert_publish_errors_total") == 1
+    await h.live.tick()
+    assert events == [("t1", "gw-a", seen, 1.0)]
+    [(_at, _subject, body, msg_id)] = h.alerts
+    assert msg_id == f"gw_offline.t1.gw-a.{iso_epoch(seen)}" and body["lastSeen"] == iso_epoch(seen)
+
+
+async def test_a_seed_from_an_alert_record_re_alerts_with_the_same_id(
+    h: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A new owner seeding a gateway the former owner alerted (no newer row since) uses
+    the recorded stored time, not the row's envelope time: same lastSeen, same id."""
+    stored = clock() - 0.4  # what the former owner alerted with
+    row = stored - 0.25  # the envelope's own timestamp of that message
+
+    async def newest(window_s: float) -> list[SeedRow]:
+        return [("t1", "gw-a", row, stored, row), ("t1", "gw-b", row + 0.1, stored, row)]
+
+    async def decommissions(since: float) -> list[tuple[str, str, float]]:
+        return []
+
+    await h.live.seed(newest, decommissions, 60)
+    assert h.live.tracker.entries[A].last_seen == stored
+    assert h.live.tracker.entries[B].last_seen == row + 0.1  # spoke again: its row
+    await trio.sleep(1)
+    await h.live.tick()
+    ids = {a[2]["gatewayId"]: a[3] for a in h.alerts}
+    assert ids["gw-a"] == f"gw_offline.t1.gw-a.{iso_epoch(stored)}"
+    assert ids["gw-b"] == f"gw_offline.t1.gw-b.{iso_epoch(row + 0.1)}"
+
+
+async def test_a_silence_the_previous_owner_died_before_alerting_is_seeded_and_alerted(
+    h: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The seed looks back the largest timeout plus the handover allowance: a gateway
+    that fell due while the former owner was dying (it never alerted) is still seeded
+    by the next owner (the store is asked for that window) and alerted once."""
+    h.live.handover_s = 4.0
+    assert h.live.seed_window_s() == 5.0
+    windows: list[float] = []
+
+    async def newest(window_s: float) -> list[SeedRow]:
+        windows.append(window_s)
+        # The store returns rows within the window only; gw-a fell due 2 s ago.
+        return [("t1", "gw-a", clock() - 3.0, None, None)]
+
+    async def decommissions(since: float) -> list[tuple[str, str, float]]:
+        return []
+
+    assert await h.live.seed(newest, decommissions, 60) == 1
+    assert windows == [5.0]
+    await h.live.tick()
+    await h.live.tick()
+    assert [a[2]["gatewayId"] for a in h.alerts] == ["gw-a"]
+    await trio.sleep(0.1)
+    assert h.status_of("gw-a") == ["offline"]
+
+
 async def test_seed_honours_decommission_quarantine(
     h: Harness, autojump_clock: trio.testing.MockClock
 ) -> None:
-    async def newest(window_s: float) -> list[tuple[str, str, float]]:
-        return [("t1", "gw-a", clock() - 0.2)]
+    async def newest(window_s: float) -> list[SeedRow]:
+        return [("t1", "gw-a", clock() - 0.2, None, None)]
 
     async def decommissions(since: float) -> list[tuple[str, str, float]]:
         assert since == pytest.approx(clock() - 60)

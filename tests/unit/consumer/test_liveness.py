@@ -16,6 +16,7 @@ from notip.consumer.liveness import (
     decode_sightings,
     encode_sightings,
     parse_alert_configs,
+    seed_time,
 )
 
 A = ("t1", "gw-a")
@@ -98,6 +99,24 @@ def test_seed_keeps_the_newest_and_never_reports() -> None:
     t.seed(B, T0, T0 + 0.5)
     assert t.state(B) == UNKNOWN
     assert t.observe(B, T0 + 0.7, T0 + 0.8) == StatusChange(B, ONLINE, T0 + 0.7)
+
+
+def test_seed_time_prefers_the_alert_record_while_no_newer_row_exists() -> None:
+    """Literal inputs: row times are the gateway's clock (here 3 s ahead of JetStream),
+    the recorded last_seen a stored time; only row times are compared with each other."""
+    row, stored = T0 + 3.0, T0 + 0.004  # the same message: envelope time, stored time
+    # No record (never alerted) or a record without a row time: the row.
+    assert seed_time(row, None, None) == row
+    assert seed_time(row, stored, None) == row
+    # The newest row is the one recorded at the alert: the same silence, the record.
+    assert seed_time(row, stored, row) == stored
+    # An older newest row than recorded (a narrower window): it has not spoken since.
+    assert seed_time(row - 1, stored, row) == stored
+    # A newer row (even 1 µs): it spoke again after the alert, a new silence.
+    assert seed_time(row + 0.000001, stored, row) == row + 0.000001
+    # Gateway clock behind JetStream: the same rule, no clock comparison across.
+    assert seed_time(T0 - 5, T0, T0 - 5) == T0
+    assert seed_time(T0 - 4, T0, T0 - 5) == T0 - 4
 
 
 def test_decommission_quarantine() -> None:

@@ -160,3 +160,12 @@ def test_env_vars_lists_exactly_what_is_read(base: dict[str, str]) -> None:
     env = Recording({**base, "DB_SSL_MODE": "verify-full", "DB_SSL_ROOT_CERT": base["NATS_TLS_CA"]})
     Settings.from_env(env)
     assert env.asked == ENV_VARS
+
+
+def test_liveness_lease_ttl(base: dict[str, str]) -> None:
+    assert Settings.from_env(base).liveness_lease_ttl_ms == 15_000
+    assert (
+        Settings.from_env({**base, "LIVENESS_LEASE_TTL_MS": "2000"}).liveness_lease_ttl_ms == 2000
+    )
+    for bad in ("999", "600001", "soon"):
+        assert "LIVENESS_LEASE_TTL_MS=" in problems({**base, "LIVENESS_LEASE_TTL_MS": bad}), bad
