@@ -40,13 +40,16 @@ class Profile:
     control_bulk: int
     # Windows of the search for the largest simulator N meeting its targets (0: none).
     sim_search_seconds: float = 0.0
+    # The size whose RSS and targets are reported besides sim_gateways (0: none).
+    sim_big_gateways: int = 0
     control_runs: int = 3
 
 
 PROFILES = {
-    # Under 5 minutes on the 2-core reference machine (measured on a quiet machine:
-    # drain ~80 s, most of it the naive variant's 3 runs; latency ~80 s; scale-out
-    # ~20 s; simulator ~55 s, set-up included; control plane ~30 s).
+    # Aimed at about 8 minutes on the quiet 2-core reference machine. Measured there
+    # while it was shared (load average ~12): drain ~4 min (five variants × 3 runs,
+    # most of it naive's), simulator ~9½ min (4 of them onboarding the 500
+    # gateways). Earlier, quiet: latency ~80 s, scale-out ~20 s, control ~30 s.
     "short": Profile(
         drain_n=50_000,
         drain_runs=3,
@@ -55,7 +58,7 @@ PROFILES = {
         latency_runs=3,
         scaleout_n=50_000,
         scaleout_runs=3,
-        sim_gateways=200,
+        sim_gateways=500,
         sim_sensors=5,
         sim_seconds=10,
         sim_runs=3,
@@ -70,13 +73,14 @@ PROFILES = {
         latency_runs=3,
         scaleout_n=200_000,
         scaleout_runs=3,
-        sim_gateways=1000,
+        sim_gateways=500,
         sim_sensors=5,
         sim_seconds=60,
         sim_runs=3,
         control_seconds=10,
         control_bulk=500,
         sim_search_seconds=20,
+        sim_big_gateways=1000,
     ),
     # For the smoke test: every benchmark on a tiny input, so they cannot rot.
     "smoke": Profile(
@@ -92,6 +96,7 @@ PROFILES = {
         sim_sensors=2,
         sim_seconds=3,
         sim_runs=1,
+        sim_big_gateways=5,
         control_seconds=1,
         control_bulk=3,
         control_runs=1,
@@ -105,9 +110,7 @@ def benches() -> dict[str, Bench]:
     from bench import consumer_drain, consumer_latency
 
     out: dict[str, Bench] = {
-        "drain": lambda s, p: consumer_drain.run(
-            s, p.drain_n, p.drain_runs, ("ours", "limit", "naive")
-        ),
+        "drain": lambda s, p: consumer_drain.run(s, p.drain_n, p.drain_runs),
         "latency": lambda s, p: consumer_latency.run(
             s, p.latency_rate, p.latency_seconds, p.latency_runs
         ),
@@ -122,7 +125,13 @@ def benches() -> dict[str, Bench]:
         from bench import simulator_scale
 
         out["simulator"] = lambda s, p: simulator_scale.run(
-            s, p.sim_gateways, p.sim_sensors, p.sim_seconds, p.sim_runs, p.sim_search_seconds
+            s,
+            p.sim_gateways,
+            p.sim_sensors,
+            p.sim_seconds,
+            p.sim_runs,
+            p.sim_search_seconds,
+            big_gateways=p.sim_big_gateways,
         )
     except ImportError:
         pass
@@ -163,20 +172,47 @@ def main(argv: list[str] | None = None) -> int:
             )
         selected = {k: v for k, v in selected.items() if k in args.only}
 
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    calibration, calibration_runs = harness.calibrate()
+    load = os.getloadavg()
+    print(
+        f"host: {machine}; calibration {calibration * 1000:.0f} ms CPU (fixed pure-Python "
+        f"loop, median of {len(calibration_runs)}: "
+        + ", ".join(f"{1000 * c:.0f}" for c in calibration_runs)
+        + f" ms); load average {load[0]:.2f}",
+        flush=True,
+    )
     figures: list[Figure] = []
+    durations: dict[str, float] = {}
+    started_all = time.monotonic()
     for bench_name, bench in selected.items():
         print(f"== {bench_name} ({name} profile)", flush=True)
         started = time.monotonic()
-        with harness.stack() as s:
+        with harness.stack(plain_nats=bench_name == "drain") as s:
             figures += bridge.run(functools.partial(bench, s, profile))
-        print(f"   ({bench_name}: {time.monotonic() - started:.0f} s)", flush=True)
+        durations[bench_name] = round(time.monotonic() - started, 1)
+        print(f"   ({bench_name}: {durations[bench_name]:.0f} s)", flush=True)
+    calibration_end, calibration_end_runs = harness.calibrate()
+    load_end = os.getloadavg()
     print()
+    print(
+        f"calibration at the end: {calibration_end * 1000:.0f} ms CPU; load average "
+        f"{load_end[0]:.2f}; total {time.monotonic() - started_all:.0f} s"
+    )
     harness.print_table(figures)
     meta = {
         "profile": name,
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": machine,
         "argv": sys.argv[1:],
+        # CPU seconds of harness.calibration_loop, median of 5, before and after the
+        # benchmarks: divide CPU figures by it to compare hosts.
+        "calibration_s": round(calibration, 4),
+        "calibration_runs_s": [round(c, 4) for c in calibration_runs],
+        "calibration_end_s": round(calibration_end, 4),
+        "calibration_end_runs_s": [round(c, 4) for c in calibration_end_runs],
+        "load_average": [round(x, 2) for x in (load[0], load_end[0])],
+        "seconds": durations,
     }
     harness.write_json(figures, Path(args.json), meta)
     print(f"\nfigures written to {args.json}")

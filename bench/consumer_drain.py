@@ -5,6 +5,18 @@ AES-GCM blobs). Then, for each variant, a fresh durable and a fresh database dra
 it; each variant runs in its own process. Throughput is measured from outside, the
 same way for every variant, on the JetStream consumer: from the first ack until
 nothing is pending or un-acked (acks follow commits, so every row is committed).
+Over the same interval, the drainer process's CPU (utime+stime from /proc) ÷ the
+messages acked in it is its CPU µs per message.
+
+Two transports, each variant on either (`VARIANTS`):
+
+- tls: the deployed setting, nats-server with mTLS (`tls://`, client certificates)
+  and PostgreSQL over TLS (`DB_SSL_MODE=require`);
+- plain: a second nats-server without TLS (`NatsServer(plain=True)`, a `nats://`
+  URL) and PostgreSQL without TLS (`DB_SSL_MODE=disable`, the same server).
+
+Both streams are pre-filled with the same envelopes; the variants of both
+transports are interleaved run by run.
 """
 
 from __future__ import annotations
@@ -24,8 +36,25 @@ import trio
 
 from bench.harness import Child, Figure, Stack, median, peak_rss_mb, tree_cpu_seconds
 from notip import bridge, contracts, envelope, natsio
+from notip.localservers import NatsServer
 
 POLL_S = 0.02
+
+TRANSPORTS = ("plain", "tls")
+#: (drainer, transport), in the order they run within a round; naive only on plain
+#: TCP (it is the floor the others are compared with, not a deployment candidate).
+VARIANTS: tuple[tuple[str, str], ...] = (
+    ("ours", "plain"),
+    ("limit", "plain"),
+    ("naive", "plain"),
+    ("ours", "tls"),
+    ("limit", "tls"),
+)
+RATE_TARGET = 60_000
+LIMIT_RATIO_TARGET = 1.0
+NAIVE_RATIO_TARGET = 5.0
+CPU_US_TARGET = 30.0
+RSS_TARGET_MB = 300.0
 
 
 async def prefill(
@@ -79,8 +108,16 @@ async def prefill(
 class DrainResult:
     rate: float
     seconds: float
+    #: share of a core over the drain, per process group (nats, postgres, python)
     cpu: dict[str, float]
     peak_rss_mb: float
+    #: messages acked over the timed interval
+    messages: int = 0
+
+    @property
+    def python_us_per_msg(self) -> float:
+        """CPU µs of the drainer process(es) per message acked."""
+        return 1e6 * self.cpu["python"] * self.seconds / max(self.messages, 1)
 
 
 async def _consumer_state(nc: natsio.NATS, durable: str) -> tuple[int, int, int] | None:
@@ -100,12 +137,15 @@ async def measure(
     n: int,
     first_seq: int,
     before_stop: Callable[[], Awaitable[None]] | None = None,
+    server: NatsServer | None = None,
 ) -> DrainResult:
     """Run the drainer process(es) and time them from the outside. `before_stop`
     runs once the drain is complete, while the processes still run (e.g. to read
-    their metrics)."""
-    assert stack.nats.proc is not None and stack.pg.proc is not None, "stack not started"
-    nats_pid = stack.nats.proc.pid
+    their metrics). `server`: the nats-server `nc` is on (the stack's by default),
+    whose CPU is read."""
+    server = server or stack.nats
+    assert server.proc is not None and stack.pg.proc is not None, "stack not started"
+    nats_pid = server.proc.pid
     pg_pid = stack.pg.proc.pid
     async with AsyncExitStack() as stack_cm:
         children = [await stack_cm.enter_async_context(Child(argv, env)) for argv, env in procs]
@@ -148,13 +188,26 @@ async def measure(
         }
         if before_stop is not None:
             await before_stop()
-        return DrainResult((n - acked0) / elapsed, elapsed, cpu, rss)
+        return DrainResult((n - acked0) / elapsed, elapsed, cpu, rss, n - acked0)
 
 
-def consumer_env(stack: Stack, database: str, durable: str) -> dict[str, str]:
+def nats_server(stack: Stack, transport: str) -> NatsServer:
+    if transport == "tls":
+        return stack.nats
+    if stack.plain_nats is None:
+        raise RuntimeError("the plain-TCP variants need harness.stack(plain_nats=True)")
+    return stack.plain_nats
+
+
+def consumer_env(
+    stack: Stack, database: str, durable: str, transport: str = "tls"
+) -> dict[str, str]:
+    """The consumer's environment (docs/consumer.md#settings). On plain TCP the TLS
+    files are still given (they are required settings) but unused: the server does
+    not ask for TLS, and PostgreSQL is told `DB_SSL_MODE=disable`."""
     tls = stack.tls("data-consumer")
     return {
-        "NATS_URL": stack.nats.url,
+        "NATS_URL": nats_server(stack, transport).url,
         "NATS_TLS_CA": str(tls.ca),
         "NATS_TLS_CERT": str(tls.cert),
         "NATS_TLS_KEY": str(tls.key),
@@ -163,130 +216,165 @@ def consumer_env(stack: Stack, database: str, durable: str) -> dict[str, str]:
         "DB_NAME": database,
         "DB_USER": stack.pg.user,
         "DB_PASSWORD_FILE": str(stack.password_file()),
-        "DB_SSL_MODE": "require",
+        "DB_SSL_MODE": "require" if transport == "tls" else "disable",
         "NATS_CONSUMER_DURABLE_NAME": durable,
         "METRICS_ADDR": "127.0.0.1:0",
         "LOG_LEVEL": "warning",
     }
 
 
-async def run(stack: Stack, n: int, runs: int, variants: tuple[str, ...]) -> list[Figure]:
+async def run(
+    stack: Stack, n: int, runs: int, variants: tuple[tuple[str, str], ...] = VARIANTS
+) -> list[Figure]:
+    transports = [t for t in TRANSPORTS if any(vt == t for _, vt in variants)]
     tls = natsio.tls_context(stack.tls("management-api"))
-    nc = await natsio.connect(stack.nats.url, tls, name="bench-drain")
+    conns: dict[str, natsio.NATS] = {}
+    first_seq: dict[str, int] = {}
+    results: dict[tuple[str, str], list[DrainResult]] = {v: [] for v in variants}
     try:
-        await natsio.init_streams(nc)
-        info = await bridge.call(nc.jetstream().stream_info, contracts.TELEMETRY.name)
-        first_seq = info.state.last_seq + 1
-        await prefill(nc, n)
-        results: dict[str, list[DrainResult]] = {v: [] for v in variants}
+        for t in transports:
+            nc = conns[t] = await natsio.connect(
+                nats_server(stack, t).url, tls, name=f"bench-drain-{t}"
+            )
+            await natsio.init_streams(nc)
+            info = await bridge.call(nc.jetstream().stream_info, contracts.TELEMETRY.name)
+            first_seq[t] = info.state.last_seq + 1
+            await prefill(nc, n)  # the same seed: the same envelopes on both servers
         for i in range(runs):
-            for variant in variants:  # interleaved, so drift hits every variant alike
-                db = f"bench_{variant}_{i}_{uuid.uuid4().hex[:6]}"
-                stack.pg._psql(f'CREATE DATABASE "{db}"')  # noqa: SLF001
-                durable = f"bench-{variant}-{uuid.uuid4().hex[:8]}"
-                env = consumer_env(stack, db, durable)
-                if variant == "ours":
-                    argv = [sys.executable, "-m", "notip", "consumer"]
-                else:
-                    tls_files = stack.tls("data-consumer")
-                    argv = [
-                        sys.executable,
-                        "-m",
-                        "bench.drain_baselines",
-                        "--variant",
-                        variant,
-                        "--nats-url",
-                        stack.nats.url,
-                        "--ca",
-                        str(tls_files.ca),
-                        "--cert",
-                        str(tls_files.cert),
-                        "--key",
-                        str(tls_files.key),
-                        "--dsn",
-                        stack.pg.dsn.rsplit("/", 1)[0] + f"/{db}",
-                        "--durable",
-                        durable,
-                        "--expected",
-                        str(n),
-                    ]
-                r = await measure(stack, nc, [(argv, env)], durable, n, first_seq)
-                rows = stack.pg._psql("SELECT count(*) FROM telemetry", database=db)  # noqa: SLF001
-                if int(rows) != n:
-                    raise RuntimeError(f"{variant}: {rows} rows for {n} messages")
-                results[variant].append(r)
+            for variant, t in variants:  # interleaved, so drift hits every variant alike
+                r = await _drain_once(stack, conns[t], variant, t, n, first_seq[t], i)
+                results[variant, t].append(r)
                 print(
-                    f"  drain {variant} run {i + 1}: {r.rate:,.0f} msg/s "
-                    f"(cpu nats {r.cpu['nats']:.0%} pg {r.cpu['postgres']:.0%} py {r.cpu['python']:.0%}, "
+                    f"  drain {variant} {t} run {i + 1}: {r.rate:,.0f} msg/s, "
+                    f"{r.python_us_per_msg:.1f} CPU µs/msg (cpu nats {r.cpu['nats']:.0%} "
+                    f"pg {r.cpu['postgres']:.0%} py {r.cpu['python']:.0%}, "
                     f"rss {r.peak_rss_mb:.0f} MB)",
                     flush=True,
                 )
-                stack.pg._psql(f'DROP DATABASE "{db}" WITH (FORCE)')  # noqa: SLF001
-                await bridge.call(nc.jetstream().delete_consumer, contracts.TELEMETRY.name, durable)
     finally:
-        await natsio.drain(nc)
+        for nc in conns.values():
+            await natsio.drain(nc)
+    return figures(results, n)
 
-    figures: list[Figure] = []
-    med = {v: median([r.rate for r in rs]) for v, rs in results.items()}
-    for v, rs in results.items():
-        figures.append(
-            Figure("drain", f"{v} msg/s (N={n:,})", med[v], "msg/s", runs=[r.rate for r in rs])
-        )
-    if "ours" in med:
-        ours = med["ours"]
-        figures[[f.name.startswith("ours") for f in figures].index(True)].target = ">= 60,000"
-        figures[[f.name.startswith("ours") for f in figures].index(True)].met = ours >= 60_000
-        if "limit" in med:
-            ratios = [
-                o.rate / lim.rate for o, lim in zip(results["ours"], results["limit"], strict=True)
-            ]
-            figures.append(
-                Figure(
-                    "drain",
-                    "ours / limit",
-                    median(ratios),
-                    "ratio",
-                    ">= 0.8",
-                    median(ratios) >= 0.8,
-                    ratios,
-                )
-            )
-        if "naive" in med:
-            ratios = [
-                o.rate / nv.rate for o, nv in zip(results["ours"], results["naive"], strict=True)
-            ]
-            figures.append(
-                Figure(
-                    "drain",
-                    "ours / naive",
-                    median(ratios),
-                    "ratio",
-                    ">= 5",
-                    median(ratios) >= 5,
-                    ratios,
-                )
-            )
-        rs = results["ours"]
-        figures.append(
+
+async def _drain_once(
+    stack: Stack, nc: natsio.NATS, variant: str, transport: str, n: int, first_seq: int, i: int
+) -> DrainResult:
+    db = f"bench_{variant}_{transport}_{i}_{uuid.uuid4().hex[:6]}"
+    stack.pg._psql(f'CREATE DATABASE "{db}"')  # noqa: SLF001
+    durable = f"bench-{variant}-{transport}-{uuid.uuid4().hex[:8]}"
+    env = consumer_env(stack, db, durable, transport)
+    server = nats_server(stack, transport)
+    if variant == "ours":
+        argv = [sys.executable, "-m", "notip", "consumer"]
+    else:
+        tls_files = stack.tls("data-consumer")
+        argv = [
+            sys.executable,
+            "-m",
+            "bench.drain_baselines",
+            "--variant",
+            variant,
+            "--nats-url",
+            server.url,
+            "--ca",
+            str(tls_files.ca),
+            "--cert",
+            str(tls_files.cert),
+            "--key",
+            str(tls_files.key),
+            "--dsn",
+            stack.pg.dsn.rsplit("/", 1)[0] + f"/{db}",
+            "--ssl",
+            "require" if transport == "tls" else "disable",
+            "--durable",
+            durable,
+            "--expected",
+            str(n),
+        ]
+    r = await measure(stack, nc, [(argv, env)], durable, n, first_seq, server=server)
+    rows = stack.pg._psql("SELECT count(*) FROM telemetry", database=db)  # noqa: SLF001
+    if int(rows) != n:
+        raise RuntimeError(f"{variant} {transport}: {rows} rows for {n} messages")
+    stack.pg._psql(f'DROP DATABASE "{db}" WITH (FORCE)')  # noqa: SLF001
+    await bridge.call(nc.jetstream().delete_consumer, contracts.TELEMETRY.name, durable)
+    return r
+
+
+def figures(results: dict[tuple[str, str], list[DrainResult]], n: int) -> list[Figure]:
+    """Per variant: rate and CPU µs/msg; per transport: ours ÷ limit (and ÷ naive),
+    each the median of the per-round ratios; ours' RSS and CPU split."""
+    out: list[Figure] = []
+
+    def ratio(a: list[DrainResult], b: list[DrainResult]) -> list[float]:
+        return [x.rate / y.rate for x, y in zip(a, b, strict=True)]
+
+    for (v, t), rs in results.items():
+        rates = [r.rate for r in rs]
+        us = [r.python_us_per_msg for r in rs]
+        ours = v == "ours"
+        out.append(
             Figure(
                 "drain",
-                "ours peak RSS",
-                median([r.peak_rss_mb for r in rs]),
+                f"{v} msg/s, {t} (N={n:,})",
+                median(rates),
+                "msg/s",
+                f">= {RATE_TARGET:,}" if ours else "",
+                median(rates) >= RATE_TARGET if ours else None,
+                rates,
+            )
+        )
+        out.append(
+            Figure(
+                "drain",
+                f"{v} CPU µs/msg, {t} (drainer process)",
+                median(us),
+                "µs/msg",
+                f"<= {CPU_US_TARGET:g}" if ours else "",
+                median(us) <= CPU_US_TARGET if ours else None,
+                us,
+            )
+        )
+    for t in TRANSPORTS:
+        ours_rs = results.get(("ours", t))
+        if not ours_rs:
+            continue
+        for other, target in (("limit", LIMIT_RATIO_TARGET), ("naive", NAIVE_RATIO_TARGET)):
+            if (other, t) in results:
+                ratios = ratio(ours_rs, results[other, t])
+                out.append(
+                    Figure(
+                        "drain",
+                        f"ours / {other}, {t}",
+                        median(ratios),
+                        "ratio",
+                        f">= {target:g}",
+                        median(ratios) >= target,
+                        ratios,
+                    )
+                )
+        rss = [r.peak_rss_mb for r in ours_rs]
+        out.append(
+            Figure(
+                "drain",
+                f"ours peak RSS, {t}",
+                median(rss),
                 "MB",
-                "< 300",
-                median([r.peak_rss_mb for r in rs]) < 300,
+                f"< {RSS_TARGET_MB:g}",
+                median(rss) < RSS_TARGET_MB,
+                rss,
             )
         )
-        figures.extend(
+        out.extend(
             Figure(
                 "drain",
-                f"ours CPU {part}",
-                100 * median([r.cpu[part] for r in rs]),
+                f"ours CPU {part}, {t}",
+                100 * median([r.cpu[part] for r in ours_rs]),
                 "% of a core",
             )
             for part in ("nats", "postgres", "python")
         )
-    return figures
+    return out
 
 
 def summary(figures: list[Figure]) -> dict[str, Any]:
@@ -297,8 +385,13 @@ if __name__ == "__main__":  # quick manual run: python -m bench.consumer_drain N
     from bench.harness import print_table, stack
 
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
-    variants = tuple(sys.argv[2].split(",")) if len(sys.argv) > 2 else ("limit", "naive")
-    with stack() as s:
+    # e.g. "ours:tls,limit:tls"; all of VARIANTS by default
+    variants = (
+        tuple((v.partition(":")[0], v.partition(":")[2]) for v in sys.argv[2].split(","))
+        if len(sys.argv) > 2
+        else VARIANTS
+    )
+    with stack(plain_nats=True) as s:
         figs = bridge.run(lambda: run(s, n, 1, variants))
     print_table(figs)
     print(json.dumps(summary(figs)))

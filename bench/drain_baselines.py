@@ -3,7 +3,9 @@ process (`python -m bench.drain_baselines --variant limit|naive ...`):
 
 - limit: the least a JetStream → PostgreSQL consumer can do on this runtime (Trio +
   trio-asyncio): a continuous-credit batch pull on nats-py's core API, one unnest
-  INSERT per batch, acks as plain publishes. No validation, liveness or metrics.
+  INSERT per batch with the columns sent as comma-joined text (`string_to_array` in
+  PostgreSQL: the cheapest encoding for Python, see docs/design.md#measurements-behind-the-design),
+  acks as plain publishes. No validation, liveness or metrics.
 - naive: what a straightforward Trio implementation gets: nats-py `fetch()`, one
   unnest INSERT per batch, then `await msg.ack()` per message through the bridge.
 
@@ -42,7 +44,39 @@ ON CONFLICT DO NOTHING
 """
 
 
+# The limit's INSERT: nine comma-joined text parameters split by PostgreSQL (none of
+# the fields of a well-formed envelope contains a comma; the limit does not check).
+INSERT_TEXT = """
+INSERT INTO telemetry (time, tenant_id, gateway_id, sensor_id, sensor_type,
+                       encrypted_data, iv, auth_tag, key_version)
+SELECT * FROM unnest(string_to_array($1, ',')::timestamptz[], string_to_array($2, ','),
+                     string_to_array($3, ','), string_to_array($4, ','),
+                     string_to_array($5, ','), string_to_array($6, ','),
+                     string_to_array($7, ','), string_to_array($8, ','),
+                     string_to_array($9, ',')::int[])
+ON CONFLICT DO NOTHING
+"""
+
+
+def text_columns(payloads: list[tuple[str, bytes]]) -> list[str]:
+    """The nine columns of INSERT_TEXT; timestamps stay text (PostgreSQL parses them)."""
+    cols: list[list[str]] = [[] for _ in range(9)]
+    for subject, data in payloads:
+        e = json.loads(data)
+        cols[0].append(e["timestamp"])
+        cols[1].append(subject.split(".", 3)[2])
+        cols[2].append(e["gatewayId"])
+        cols[3].append(e["sensorId"])
+        cols[4].append(e["sensorType"])
+        cols[5].append(e["encryptedData"])
+        cols[6].append(e["iv"])
+        cols[7].append(e["authTag"])
+        cols[8].append(str(e["keyVersion"]))
+    return [",".join(c) for c in cols]
+
+
 def columns(payloads: list[tuple[str, bytes]]) -> list[list[Any]]:
+    """The naive variant's columns, as asyncpg arrays."""
     import datetime as dt
 
     cols: list[list[Any]] = [[] for _ in range(9)]
@@ -100,9 +134,9 @@ async def run_limit(
         await nc.publish(pull_subject, req, reply=inbox)
 
     async def write_and_ack(msgs: list[Any]) -> None:
-        cols = columns([(m.subject, m.data) for m in msgs])
+        cols = text_columns([(m.subject, m.data) for m in msgs])
         async with pool.acquire() as conn:
-            await conn.execute(INSERT, *cols)
+            await conn.execute(INSERT_TEXT, *cols)
         for m in msgs:
             await nc.publish(m.reply, b"+ACK")
 
@@ -171,7 +205,7 @@ async def run_naive(
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     tls = natsio.tls_context(natsio.TlsFiles(Path(args.ca), Path(args.cert), Path(args.key)))
     nc = await natsio.connect(args.nats_url, tls, name=f"bench-{args.variant}")
-    pool = await bridge.call(asyncpg.create_pool, args.dsn, min_size=1, max_size=2, ssl="require")
+    pool = await bridge.call(asyncpg.create_pool, args.dsn, min_size=1, max_size=2, ssl=args.ssl)
 
     async def ddl() -> None:
         async with pool.acquire() as conn:
@@ -192,6 +226,9 @@ if __name__ == "__main__":
     p.add_argument("--variant", choices=("limit", "naive"), required=True)
     for opt in ("nats-url", "ca", "cert", "key", "dsn", "durable"):
         p.add_argument(f"--{opt}", required=True)
+    # PostgreSQL TLS: asyncpg's sslmode (the consumer's DB_SSL_MODE); NATS follows the
+    # server: nats-py upgrades to TLS only when the server requires it.
+    p.add_argument("--ssl", choices=("disable", "require"), default="require")
     p.add_argument("--expected", type=int, required=True)
     p.add_argument("--batch", type=int, default=1000)
     a = p.parse_args()

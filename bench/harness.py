@@ -1,6 +1,6 @@
 """Shared pieces of the benchmarks: the same local nats-server and PostgreSQL helpers
-the tests use (fsync on), process CPU/RSS readings from /proc, medians, and the
-figure table."""
+the tests use (fsync on), process CPU/RSS readings from /proc, medians, the host
+calibration and the figure table."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import os
 import shutil
 import statistics
 import tempfile
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,9 @@ class Stack:
     pki: PkiPaths
     nats: NatsServer
     pg: PostgresServer
+    #: A second nats-server without TLS or authorization (`stack(plain_nats=True)`),
+    #: for the drain benchmark's plain-TCP variants.
+    plain_nats: NatsServer | None = None
 
     def tls(self, service: str) -> natsio.TlsFiles:
         return natsio.TlsFiles(self.pki.ca_cert, self.pki.cert(service), self.pki.key(service))
@@ -40,7 +44,9 @@ class Stack:
 
 
 @contextmanager
-def stack(fsync: bool = True) -> Iterator[Stack]:
+def stack(fsync: bool = True, plain_nats: bool = False) -> Iterator[Stack]:
+    """nats-server (mTLS) and PostgreSQL (TLS on; plain connections are accepted too,
+    `DB_SSL_MODE=disable`), and with `plain_nats` a second nats-server on plain TCP."""
     root = Path(tempfile.mkdtemp(prefix="notip-bench-"))
     os.chmod(root, 0o755)
     try:
@@ -50,6 +56,9 @@ def stack(fsync: bool = True) -> Iterator[Stack]:
         os.chmod(root / "pg", 0o755)
         with (
             NatsServer(root / "nats", pki.root) as nats,
+            NatsServer(root / "nats-plain", pki.root, plain=True)
+            if plain_nats
+            else nullcontext() as plain,
             PostgresServer(
                 root / "pg" / "data",
                 tls_cert=pki.postgres_server_cert,
@@ -59,7 +68,7 @@ def stack(fsync: bool = True) -> Iterator[Stack]:
                 settings={"track_commit_timestamp": "on", "max_wal_size": "2GB"},
             ) as pg,
         ):
-            yield Stack(root, pki, nats, pg)
+            yield Stack(root, pki, nats, pg, plain)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -105,6 +114,25 @@ def tree_cpu_seconds(pid: int) -> float:
     return own + sum(cpu_seconds(c) for c in children(pid))
 
 
+def runqueue_wait_seconds(pid: int) -> float:
+    """Time the process's threads spent runnable but waiting for a CPU (the second
+    field of /proc/<pid>/task/<tid>/schedstat), summed: on a shared machine it tells
+    a process that was starved of CPU from one that was slow on its own. 0 when
+    the kernel keeps no scheduler statistics."""
+    total = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0.0
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as fh:
+                total += int(fh.read().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e9
+
+
 def _status_mb(pid: int, key: str) -> float:
     try:
         with open(f"/proc/{pid}/status") as fh:
@@ -123,6 +151,37 @@ def peak_rss_mb(pid: int) -> float:
 def rss_mb(pid: int) -> float:
     """Resident set size now."""
     return _status_mb(pid, "VmRSS:")
+
+
+# -- host calibration ------------------------------------------------------------------
+
+CALIBRATION_RUNS = 5
+
+
+def calibration_loop(n: int = 480_000) -> int:
+    """A fixed, deterministic pure-Python workload (dict, str and int work, no I/O,
+    no allocation that depends on the host): its CPU time says how fast this host
+    runs the interpreter, so figures from different hosts can be put side by side
+    (divide by the calibration time). Never change it: that would break comparisons
+    with earlier results."""
+    table: dict[str, int] = {}
+    acc = 0
+    for i in range(n):
+        key = "k" + str(i % 997)
+        table[key] = table.get(key, 0) + (i * 7 + 3) % 1009
+        acc ^= len(key) * table[key]
+    return acc + len(table)
+
+
+def calibrate(runs: int = CALIBRATION_RUNS) -> tuple[float, list[float]]:
+    """CPU seconds of `calibration_loop` (median of `runs`, and each run). CPU time, not
+    wall time, so that other processes on a shared machine matter less."""
+    times = []
+    for _ in range(runs):
+        t0 = time.process_time()
+        calibration_loop()
+        times.append(time.process_time() - t0)
+    return statistics.median(times), times
 
 
 # -- Prometheus scrapes ----------------------------------------------------------------

@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -191,4 +192,10 @@ if __name__ == "__main__":
     p.add_argument("--seconds", type=float, default=5)
     p.add_argument("--runs", type=int, default=3)
     a = p.parse_args()
+    # Importing trio_asyncio (notip.bridge) makes asyncio.run run a trio-asyncio loop:
+    # the load generator would then cost more than it should (see simulator_floor.py).
+    if "trio_asyncio" in sys.modules:
+        sys.exit(
+            "bench.loadgen: trio_asyncio was imported; the load generator must run plain asyncio"
+        )
     print(json.dumps(asyncio.run(main(a))), flush=True)

@@ -13,7 +13,13 @@ The guards (each names the versions it was verified with next to its code):
 - `trio_asyncio_asyncgen_hooks` (notip.bridge): trio-asyncio's async-generator
   dispatcher and asyncio's loop hooks, for grpc.aio's frame-less generators;
 - `asyncio_tls_read_buffer` (notip.simulator.tls): asyncio's TLS protocol
-  read buffer under nats-py's transport, shrunk to save memory per connection.
+  read buffer under nats-py's transport, shrunk to save memory per connection;
+- `nats_send_command` (notip.jetstream.pull): nats-py's pending-buffer write, to send
+  a batch's acks (term, nak, progress) as one buffer instead of one publish each;
+- `nats_transport_write` (notip.jetstream.publish): nats-py's connection transport,
+  to hand a round's telemetry frames of one gateway to it in one write;
+- `nats_reply_sink` (notip.jetstream.publish): nats-py's per-subscription queue, to
+  handle telemetry PubAcks where the reader delivers them (no task per subscription).
 """
 
 from __future__ import annotations
@@ -25,7 +31,17 @@ from prometheus_client import CollectorRegistry, Counter
 NATS_SUBSCRIPTION_QUEUE = "nats_subscription_queue"
 TRIO_ASYNCIO_ASYNCGEN_HOOKS = "trio_asyncio_asyncgen_hooks"
 ASYNCIO_TLS_READ_BUFFER = "asyncio_tls_read_buffer"
-GUARDS = (NATS_SUBSCRIPTION_QUEUE, TRIO_ASYNCIO_ASYNCGEN_HOOKS, ASYNCIO_TLS_READ_BUFFER)
+NATS_SEND_COMMAND = "nats_send_command"
+NATS_TRANSPORT_WRITE = "nats_transport_write"
+NATS_REPLY_SINK = "nats_reply_sink"
+GUARDS = (
+    NATS_SUBSCRIPTION_QUEUE,
+    TRIO_ASYNCIO_ASYNCGEN_HOOKS,
+    ASYNCIO_TLS_READ_BUFFER,
+    NATS_SEND_COMMAND,
+    NATS_TRANSPORT_WRITE,
+    NATS_REPLY_SINK,
+)
 
 log = logging.getLogger("notip.guards")
 

@@ -33,3 +33,18 @@ def test_config_error_names_the_variables_and_exits_2(tmp_path: Path) -> None:
     ):
         assert name in out.stderr, name
     assert "Traceback" not in out.stderr
+
+
+def test_tune_gc_freezes_the_start_up_heap_and_raises_the_thresholds() -> None:
+    import gc
+
+    from notip.consumer.cli import GC_THRESHOLDS, tune_gc
+
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert gc.get_freeze_count() > 0  # what start-up built is out of the collector's sight
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import time
@@ -51,7 +52,7 @@ def test_valid_envelope_becomes_a_verbatim_row() -> None:
     e = env()
     row = check(SUBJECT, raw(e), NOW)
     assert row == (
-        dt.datetime.fromisoformat(e["timestamp"]).isoformat(),
+        e["timestamp"],  # canonical RFC 3339 (`…T…Z`, milliseconds): stored as sent
         TENANT,
         GW,
         e["sensorId"],
@@ -62,7 +63,7 @@ def test_valid_envelope_becomes_a_verbatim_row() -> None:
         1,
     )
     assert dt.datetime.fromisoformat(row[0]) == dt.datetime.fromisoformat(e["timestamp"])
-    assert row[0].endswith("+00:00")  # the instant, with its offset: never ambiguous
+    assert row[0].endswith("Z")  # the instant, with its offset: never ambiguous
 
 
 @pytest.mark.parametrize(
@@ -134,6 +135,90 @@ def test_no_accepted_row_contains_a_comma(ts: str) -> None:
     whatever ISO 8601 spelling the timestamp had."""
     row = check(SUBJECT, raw(env(timestamp=ts)), 1748779200.0)
     assert not any("," in str(col) for col in row)
+
+
+@pytest.mark.parametrize(
+    "ts",
+    [
+        "2025-06-01T12:00:00Z",
+        "2025-06-01T12:00:00.5Z",
+        "2025-06-01T12:00:00.123456Z",
+        "2025-06-01T14:00:00.000+02:00",
+        "2025-06-01T06:15:00-05:45",
+        "2025-06-01T12:00:00-00:00",
+    ],
+)
+def test_canonical_timestamps_are_stored_as_sent(ts: str) -> None:
+    row = check(SUBJECT, raw(env(timestamp=ts)), 1748779200.0)
+    assert row[0] == ts
+
+
+@pytest.mark.parametrize(
+    "ts",
+    [
+        "2025-06-01T12:00:00,5Z",  # comma: would split the store's comma-joined column
+        "2025-06-01 12:00:00Z",  # space separator
+        "20250601T120000Z",  # basic format
+        "2025-06-01T12:00Z",  # no seconds
+        "2025-06-01T12:00:00.1234567Z",  # 7 digits: PostgreSQL rounds, Python truncates
+        "2025-06-01T14:00:00+0200",  # offset without a colon
+        "2025-06-01T14:00:30+02:00:30",  # offset with seconds
+        "2025-06-01T12:00:00+00:00\n",  # trailing newline (fromisoformat refuses it anyway)
+    ],
+)
+def test_odd_but_valid_timestamps_are_re_rendered(ts: str) -> None:
+    try:
+        when = dt.datetime.fromisoformat(ts)
+    except ValueError:
+        assert reason(SUBJECT, raw(env(timestamp=ts))) == "bad_timestamp"
+        return
+    row = check(SUBJECT, raw(env(timestamp=ts)), when.timestamp())
+    assert row[0] == when.isoformat()
+    assert ingest._CANONICAL_TS.fullmatch(ts) is None
+
+
+DIGITS = "0123456789"
+# Fixed offsets fromisoformat accepts (|offset| < 24 h), minute granularity.
+OFFSETS = st.integers(min_value=-(24 * 60 - 1), max_value=24 * 60 - 1)
+
+
+def _offset(minutes: int, sign_of_zero: str) -> str:
+    if minutes == 0:
+        return sign_of_zero
+    sign = "+" if minutes > 0 else "-"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+@given(
+    st.datetimes(min_value=dt.datetime(1, 1, 2), max_value=dt.datetime(9999, 12, 30)),
+    st.text(DIGITS, min_size=0, max_size=7),
+    OFFSETS,
+    st.sampled_from(["Z", "+00:00", "-00:00"]),
+    st.sampled_from(["T", " ", "t"]),
+)
+def test_passed_through_timestamps_are_the_instant_isoformat_renders(
+    when: dt.datetime, fraction: str, offset_min: int, zero: str, sep: str
+) -> None:
+    """Whatever spelling: the row's time is the same instant as `isoformat()`'s, and a
+    spelling kept as sent is one the canonical pattern admits."""
+    ts = f"{when.year:04d}-{when:%m-%d}{sep}{when:%H:%M:%S}"  # %Y does not pad year 1
+    ts += ("." + fraction if fraction else "") + _offset(offset_min, zero)
+    try:
+        parsed = dt.datetime.fromisoformat(ts)
+    except ValueError:
+        event("not ISO 8601 for Python")
+        return
+    out = ingest.row_time(ts, parsed)
+    assert dt.datetime.fromisoformat(out) == dt.datetime.fromisoformat(parsed.isoformat())
+    assert dt.datetime.fromisoformat(out).utcoffset() == parsed.utcoffset()
+    assert "," not in out
+    if out == ts:
+        event("passed through")
+        assert sep == "T" and len(fraction) <= 6
+    else:
+        event("re-rendered")
+        assert out == parsed.isoformat()
+        assert sep != "T" or len(fraction) > 6
 
 
 def rejection(data: bytes) -> str | None:
@@ -459,3 +544,66 @@ def test_arbitrary_nested_json_never_escapes_validate_batch(
         assert [r.reason for r in v.rejects] == [verdict]
     elif key == "extra":
         assert v.seqs == [1, 2]  # an unknown field, however nested (≤ the bound): a row
+
+
+# Strings near the patterns' edges: valid UUIDs and base64, the same with a `|` (what
+# the combined check joins on), `=`, a newline or any character spliced in, and any text.
+def _spliced(valid: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    return st.builds(
+        lambda v, i, ch: v[: i % (len(v) + 1)] + ch + v[i % (len(v) + 1) :],
+        valid,
+        st.integers(min_value=0),
+        st.sampled_from(["|", "=", "==", "\n", "-", " "]) | st.characters(),
+    )
+
+
+_VALID_B64 = st.binary(min_size=1, max_size=30).map(lambda b: base64.b64encode(b).decode())
+_VALID_UUID = st.uuids().map(str)
+FIELD_TEXT = (
+    _VALID_UUID
+    | _VALID_B64
+    | _spliced(_VALID_UUID)
+    | _spliced(_VALID_B64)
+    | st.text(alphabet=st.sampled_from("0123456789abcdefABCDEF-+/=|\n "), max_size=40)
+    | st.text(max_size=40)
+)
+
+
+@given(_VALID_UUID, _VALID_B64, _VALID_B64, _VALID_B64, st.integers(0, 3), FIELD_TEXT)
+def test_the_combined_field_check_is_the_four_checks(
+    a: str, b: str, c: str, d: str, position: int, candidate: str
+) -> None:
+    """check()'s fast path accepts exactly what the one-by-one checks accept: three
+    valid parts and one candidate anywhere."""
+    parts = [a, b, c, d]
+    parts[position] = candidate
+    one_by_one = ingest._UUID.fullmatch(parts[0]) is not None and all(
+        ingest._B64.fullmatch(x) is not None for x in parts[1:]
+    )
+    assert (ingest._FIELDS.fullmatch("|".join(parts)) is not None) == one_by_one
+    event("accepted" if one_by_one else "refused")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("gatewayId", 5, "bad_field"),
+        ("gatewayId", str(uuid.uuid4()), "gateway_mismatch"),
+        ("sensorId", "not-a-uuid", "bad_field"),
+        ("sensorId", str(uuid.uuid4()) + "|", "bad_field"),
+        ("sensorType", "radiation", "bad_field"),
+        ("keyVersion", True, "bad_key_version"),
+        ("keyVersion", 2**31, "bad_key_version"),
+        ("encryptedData", "abc|", "bad_field"),
+        ("iv", "AAAAAAAAAAAAAAA|", "bad_field"),
+        ("authTag", "AAAAAAAAAAAAAAAAAAAA|A==", "bad_field"),
+    ],
+)
+def test_each_field_still_names_its_reason(field: str, value: Any, expected: str) -> None:
+    assert reason(SUBJECT, raw(env(**{field: value}))) == expected
+
+
+def test_the_first_failing_field_names_the_reason() -> None:
+    # keyVersion and sensorId both bad: sensorId is checked first, as before.
+    assert reason(SUBJECT, raw(env(sensorId="x", keyVersion=0))) == "bad_field"
+    assert reason(SUBJECT, raw(env(keyVersion=0, iv="x"))) == "bad_key_version"

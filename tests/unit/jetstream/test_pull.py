@@ -4,7 +4,7 @@ import pytest
 from nats.js import api
 
 from notip.jetstream.consumers import drift
-from notip.jetstream.pull import Credit, next_subject, status_action
+from notip.jetstream.pull import Credit, ack_frames, next_subject, status_action
 
 
 def test_keeps_about_two_batches_of_credit() -> None:
@@ -126,3 +126,27 @@ def test_next_subject_is_the_servers_pull_api() -> None:
     assert next_subject("TELEMETRY", "data-consumer-telemetry") == (
         "$JS.API.CONSUMER.MSG.NEXT.TELEMETRY.data-consumer-telemetry"
     )
+
+
+def test_a_batch_of_acks_is_one_buffer_of_pub_frames() -> None:
+    buf, count, unsafe = ack_frames(
+        [(["$JS.ACK.S.d.1.1.1.9.2", "", "$JS.ACK.S.d.1.2.2.9.1"], b""), (["r3"], b"+TERM")]
+    )
+    assert buf == (
+        b"PUB $JS.ACK.S.d.1.1.1.9.2 0\r\n\r\n"
+        b"PUB $JS.ACK.S.d.1.2.2.9.1 0\r\n\r\n"
+        b"PUB r3 5\r\n+TERM\r\n"
+    )
+    assert (count, unsafe) == (3, [])
+    assert ack_frames([([], b""), ([""], b"-NAK")]) == (b"", 0, [])
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["a b", "a\tb", "a\r\nPUB evil 0\r\n", "a\n", "\r"],
+)
+def test_a_reply_that_could_break_the_protocol_is_never_spliced(bad: str) -> None:
+    buf, count, unsafe = ack_frames([(["ok.1", bad, "ok.2"], b"+WPI")])
+    assert buf == b"PUB ok.1 4\r\n+WPI\r\nPUB ok.2 4\r\n+WPI\r\n"
+    assert (count, unsafe) == (2, [bad])
+    assert ack_frames([([bad], b"")]) == (b"", 0, [bad])
