@@ -9,11 +9,11 @@ un-acked); the two-instance figure is total throughput, and "2 / 1" is the ratio
 the two drains of the same run.
 
 Liveness ownership (docs/consumer.md#scale-out-and-ownership): a pull consumer is a work
-queue, so both instances ingest; liveness has exactly one owner. Instance 1 runs with
-`LIVENESS_ENABLED=true` (the default: ticks, alerts, status dispatcher, alert-config
-refresh, decommission listener); instance 2 runs with `LIVENESS_ENABLED=false`
-(ingest only) and publishes a digest of what it committed on
-`LIVENESS_FEED_SUBJECT`, which the owner feeds into its tracker.
+queue, so both instances ingest; liveness has exactly one owner at a time. Both
+instances run with the same environment (`LIVENESS_ENABLED=true`, the default): the one
+holding the liveness lease runs ticks, alerts, the status dispatcher, alert-config
+refresh and the decommission listener; the other publishes a digest of what it
+committed on `LIVENESS_FEED_SUBJECT`, which the holder feeds into its tracker.
 
 Checked after every drain: `count(*) == N` and `count(DISTINCT (gateway_id, iv)) ==
 N` (no duplicate and no missing row). From the instances' /metrics, read before they
@@ -54,10 +54,9 @@ async def drain_with(
     durable = f"bench-scale-{uuid.uuid4().hex[:8]}"
     ports = [free_port() for _ in range(instances)]
     procs = []
-    for i, port in enumerate(ports):
+    for port in ports:
         env = consumer_env(stack, db, durable)
         env["METRICS_ADDR"] = f"127.0.0.1:{port}"
-        env["LIVENESS_ENABLED"] = "true" if i == 0 else "false"  # one liveness owner
         procs.append((CONSUMER, env))
     written: list[float] = []
     dup = [0.0, 0.0]

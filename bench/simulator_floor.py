@@ -35,6 +35,7 @@ import os
 import random
 import ssl
 import sys
+import time
 import uuid
 from typing import Any
 
@@ -57,8 +58,9 @@ SENSORS = (
 
 
 def _cpu() -> float:
-    t = os.times()
-    return t.user + t.system
+    # CLOCK_PROCESS_CPUTIME_ID (all threads, nanosecond resolution): os.times() counts
+    # in clock ticks, which can read 0 for a short, small run.
+    return time.process_time()
 
 
 def _waited() -> float:

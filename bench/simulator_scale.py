@@ -489,7 +489,8 @@ async def run(
     rss = [w.peak_rss_mb for w in windows]
     sim_us = [w.cpu_us_per_envelope for w in turns]
     floor_us = [float(f["cpu_us_per_envelope"]) for f in floors]
-    ratios = [s / f for s, f in zip(sim_us, floor_us, strict=True)]
+    # A tiny (smoke) floor run can read 0 CPU (the kernel counts in clock ticks).
+    ratios = [s / f if f > 0 else math.inf for s, f in zip(sim_us, floor_us, strict=True)]
     size = f"{gateways:,} gw × {sensors} sensors × {FREQ_HZ:g} Hz"
     out = [
         Figure(

@@ -8,10 +8,12 @@ from the main thread (the death signal follows the starting *thread*).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import glob
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -43,6 +45,25 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def free_port_outside_ephemeral(host: str = "127.0.0.1", rng: random.Random | None = None) -> int:
+    """A free port below the kernel's ephemeral range: for a port handed to another
+    process that itself picks ports with `bind(0)` (`notip dev`'s servers), whose picks
+    come from that range and so can never land on this one before it is bound."""
+    low = 32768
+    with contextlib.suppress(OSError, ValueError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    pick = rng or random.SystemRandom()
+    for _ in range(1000):
+        port = pick.randrange(max(1024, low - 12000), low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise ServerError(f"no free port below {low}")
 
 
 class ServerError(RuntimeError):

@@ -129,6 +129,13 @@ async def connect(
     label = {"connection": name}
 
     current: list[NATS] = []
+    # While the first connection is being made, nats-py would retry a failed attempt
+    # itself, forever (max_reconnect_attempts=-1), on the same client and without
+    # telling us: under load some gateways never came out of that loop. So an error
+    # during the first attempt is raised out of `nc.connect` (nats-py awaits the
+    # error callback inside its except blocks), and `retry` below makes a fresh client
+    # with its own backoff; once connected, reconnects are nats-py's again.
+    first_attempt = [True]
     # A refused publish repeats at the publisher's pace while the connection stays
     # up: one warning per connection, the rest at debug (callers count them all
     # through `on_error`).
@@ -146,6 +153,10 @@ async def connect(
 
     async def error(exc: Exception) -> None:
         nonlocal permission_warned
+        if first_attempt[0] and not (current and current[0].is_connected):
+            if isinstance(exc, _CONNECT_ERRORS):
+                raise exc
+            raise ConnectionError(f"{type(exc).__name__}: {exc}") from exc
         if is_permission_violation(exc):
             if permission_warned:
                 log.debug("nats permissions violation: %s", exc, extra=label)
@@ -184,15 +195,26 @@ async def connect(
     if nkeys_seed is not None:
         options["nkeys_seed"] = str(nkeys_seed)
 
+    # Bounds one attempt even if no stage of it fails on its own (each of nats-py's
+    # stages — TCP, TLS, INFO/CONNECT/PONG — is bounded by connect_timeout).
+    attempt_s = 3 * options["connect_timeout"] + 1.0
+
     async def attempt() -> NATS:
         nc = NATS()
         current[:] = [nc]
+        first_attempt[0] = True
         try:
-            await bridge.call(nc.connect, **options)
+            with trio.fail_after(attempt_s):
+                await bridge.call(nc.connect, **options)
             _confirmed(nc)
+        except trio.TooSlowError:
+            await bridge.shielded(nc.close, timeout=2)
+            raise TimeoutError(f"no connection within {attempt_s:g}s") from None
         except _CONNECT_ERRORS:
             await bridge.shielded(nc.close, timeout=2)
             raise
+        finally:
+            first_attempt[0] = False
         log.info("nats connected", extra=label)
         return nc
 

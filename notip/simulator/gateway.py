@@ -2,16 +2,19 @@
 
 ```
 gateway nursery
-├── publisher: tick every sendFrequencyMs → generators → encrypt → buffer
-├── flusher:   buffer → NATS, one bridge call per batch (a slow or lost PubAck delays
+├── publisher: tick every sendFrequencyMs → generators → encrypt → buffer → ready
+│              (the daemon's telemetry flusher, telemetry.py, publishes the buffers
+│              of many gateways in one bridge call; a slow or lost PubAck delays
 │              publishing, never the ticks: the drop-oldest buffer absorbs it)
-├── link:      its own NATS connection (reconnects forever); while connected:
+├── link:      its own NATS connection (reconnects forever) and its PubAck inbox
+│              subscription (replies go into the flusher's ledger); while connected:
 │              └── commands: durable gw-{id} → execute → ack/nack/expired
 └── anomalies: timers that end degradation/disconnect (queued commands then run)
 ```
 
 Cancelling the nursery (stop, delete, shutdown) closes the connection in a shielded,
-time-limited clean-up; a command being executed finishes and sends its ack first.
+time-limited clean-up, after the PubAcks of its envelopes in flight (at most
+`PUBLISH_TIMEOUT_MS`); a command being executed finishes and sends its ack first.
 An exception escaping the nursery is the supervisor's business (registry.py): it
 restarts the gateway with backoff, its siblings never notice.
 
@@ -40,6 +43,7 @@ from notip import bridge, contracts, envelope, natsio
 from notip.backoff import Backoff, retry
 from notip.handoff import Handoff
 from notip.jetstream import publish as jetstream
+from notip.jetstream.acks import Outcome
 from notip.jetstream.consumers import ensure_pull_consumer
 from notip.jetstream.pull import BatchPuller, settle
 from notip.simulator import commands, natslink, sensors, tls
@@ -51,12 +55,12 @@ from notip.simulator.model import GatewayRecord, Signal
 from notip.simulator.schedule import TickSchedule
 from notip.simulator.settings import Settings
 from notip.simulator.store import Store
+from notip.simulator.telemetry import TelemetryFlusher
 from notip.simulator.v1 import simulator_pb2 as pb
 
 log = logging.getLogger("notip.simulator.gateway")
 
-PUBLISH_CHUNK = 500
-NATS_ERROR_PREFIX = "nats server: "  # envelopes per bridge call when a backlog is replayed
+NATS_ERROR_PREFIX = "nats server: "
 
 
 class AckNotSent(Exception):
@@ -75,6 +79,8 @@ class GatewayDeps:
     rng: random.Random = field(default_factory=random.Random)
     now_utc: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
     telemetry_subject: Callable[[str, str], str] = contracts.telemetry_subject
+    #: Publishes the buffers (None: nothing is published, envelopes stay buffered).
+    telemetry: TelemetryFlusher | None = None
 
 
 class GatewayRuntime:
@@ -87,10 +93,11 @@ class GatewayRuntime:
         self.buffer_while_offline = False
         self._nc: NATS | None = None
         self._js: JetStreamContext | None = None
-        self._flush_lock = trio.Lock()
+        self._ack_prefix: str | None = None
+        self._subject = deps.telemetry_subject(rec.tenant_id, rec.id)
+        self._telemetry = deps.telemetry
         self._disconnect_requested = trio.Event()
         self._anomaly_changed = Signal()
-        self._data_ready = Signal()
         self._fetch_scope: trio.CancelScope | None = None
         self._puller: BatchPuller | None = None
         self._pending_count = 0
@@ -111,11 +118,14 @@ class GatewayRuntime:
 
     async def run(self) -> None:
         self._pending_count = len(await self.deps.store.run(self.deps.store.pending, self.id))
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self.publisher)
-            nursery.start_soon(self._flusher)
-            nursery.start_soon(self._link)
-            nursery.start_soon(self._anomaly_timers)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self.publisher)
+                nursery.start_soon(self._link)
+                nursery.start_soon(self._anomaly_timers)
+        finally:
+            if self._telemetry is not None:
+                self._telemetry.forget(self)  # counts what was confirmed meanwhile
 
     @property
     def connected(self) -> bool:
@@ -228,57 +238,40 @@ class GatewayRuntime:
             self._m_dropped.inc(dropped)
             self.deps.hub.drop(self.id, "buffer_full", dropped)
         self._m_fill.set(len(self.buffer))
-        self._data_ready.fire()
+        if self._telemetry is not None:
+            self._telemetry.ready(self)
 
-    async def _flusher(self) -> None:
-        while True:
-            # After a failed attempt wait for the next tick (or reconnect) rather
-            # than spin; after a good one go again if ticks added more meanwhile.
-            while len(self.buffer) and self.connected and await self._flush():
-                pass
-            await self._data_ready.wait()
+    # The telemetry flusher's side (telemetry.Source), all in Trio:
 
-    async def _flush(self) -> bool:
-        """Publish what the buffer holds (one bridge call per chunk); what fails goes
-        back to the front of the buffer for the next attempt. False when something
-        failed or nothing could be sent."""
-        sent_all = False
-        async with self._flush_lock:
-            while len(self.buffer):
-                nc, js = self._nc, self._js
-                if nc is None or js is None or not nc.is_connected:
-                    break
-                if self.rec.platform_status != "online":
-                    break
-                batch = self.buffer.take(PUBLISH_CHUNK)
-                subject = self.deps.telemetry_subject(self.rec.tenant_id, self.id)
-                try:
-                    results = await bridge.call(
-                        jetstream.publish_batch,
-                        js,
-                        subject,
-                        batch,
-                        self.deps.settings.publish_timeout_s,
-                    )
-                except trio.Cancelled:
-                    raise
-                except Exception as exc:  # noqa: BLE001 — the whole call failed: keep everything, retry
-                    log.warning("publish failed: %s", exc, extra={"gateway_id": self.id})
-                    results = [False] * len(batch)
-                failed = [p for p, ok in zip(batch, results, strict=True) if not ok]
-                self._m_published.inc(len(batch) - len(failed))
-                if failed:
-                    self._m_errors.inc(len(failed))
-                    self.deps.hub.drop(self.id, "publish_failed", len(failed))
-                    dropped = self.buffer.requeue(failed)
-                    if dropped:
-                        self._m_dropped.inc(dropped)
-                        self.deps.hub.drop(self.id, "buffer_full", dropped)
-                    break
-            else:
-                sent_all = True
+    def outgoing(self, limit: int) -> tuple[NATS, str, str, list[bytes]] | None:
+        nc, prefix = self._nc, self._ack_prefix
+        if nc is None or prefix is None or not nc.is_connected or not len(self.buffer):
+            return None
+        if self.rec.platform_status != "online":
+            return None
+        batch = self.buffer.take(limit)
+        self._m_fill.set(len(self.buffer))
+        return nc, self._subject, prefix, batch
+
+    def settle(self, outcome: Outcome) -> bool:
+        if outcome.confirmed:
+            self._m_published.inc(outcome.confirmed)
+        failed = outcome.failed
+        if failed:
+            # Back to the front of the buffer, out again with the next tick (or
+            # reconnect), not at once: a refusing stream is not hammered.
+            self._m_errors.inc(len(failed))
+            self.deps.hub.drop(self.id, "publish_failed", len(failed))
+            dropped = self.buffer.requeue(failed)
+            if dropped:
+                self._m_dropped.inc(dropped)
+                self.deps.hub.drop(self.id, "buffer_full", dropped)
             self._m_fill.set(len(self.buffer))
-        return sent_all
+            return False
+        return bool(outcome.confirmed) and self.has_backlog()
+
+    def has_backlog(self) -> bool:
+        return len(self.buffer) > 0 and self.connected
 
     # -- the connection ---------------------------------------------------------------
 
@@ -335,6 +328,8 @@ class GatewayRuntime:
         self.rec.connected = up
         if up:
             self.rec.last_error = ""
+            if self._telemetry is not None and len(self.buffer):
+                self._telemetry.ready(self)  # replay what was kept meanwhile
             # (A reconnect also re-issues the command pull: on_reconnect tells the
             # puller, whose outstanding requests died with the old connection.)
         self.deps.hub.connection(self.id, state)
@@ -343,26 +338,34 @@ class GatewayRuntime:
         first = True
         while True:
             nc = await self._connect()
-            if not first:
-                self._m_reconnects.inc()
-            self._nc, self._js = nc, jetstream.context(nc)
-            self._set_connected(True, "connected" if first else "reconnected")
-            first = False
             try:
+                telemetry = self._telemetry
+                if telemetry is not None:
+                    self._ack_prefix = await bridge.call(
+                        jetstream.subscribe_acks, nc, telemetry.on_reply
+                    )
+                if not first:
+                    self._m_reconnects.inc()
+                self._nc, self._js = nc, jetstream.context(nc)
+                self._set_connected(True, "connected" if first else "reconnected")
+                first = False
                 async with trio.open_nursery() as inner:
                     inner.start_soon(self._commands, nc)
-                    self._data_ready.fire()  # replay what was kept while offline
                     await self._disconnect_requested.wait()
                     inner.cancel_scope.cancel()
             finally:
                 with trio.CancelScope(shield=True):
-                    async with self._flush_lock:  # never close under a running publish
-                        self._nc = self._js = None
+                    self._nc = self._js = None  # the flusher takes nothing more from us
+                    self._ack_prefix = None
                     self.rec.connected = False
+                    if self._telemetry is not None:
+                        # Envelopes in flight: their PubAcks come back on this
+                        # connection, so wait for them (bounded) before closing.
+                        await self._telemetry.quiesce(self, self.deps.settings.publish_timeout_s)
                     # close, not drain: nats-py's drain waits for pull subscriptions'
                     # queues, which never empty, and its timeout path leaks a failed
                     # gather that trio-asyncio turns into a loop crash. Nothing is
-                    # lost: publishes and command acks were awaited already.
+                    # lost: PubAcks in flight and command acks were awaited already.
                     await bridge.shielded(
                         natslink.close, nc, timeout=self.deps.settings.shutdown_grace_s + 3
                     )

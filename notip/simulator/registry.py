@@ -41,6 +41,7 @@ from notip.simulator.model import RUNNING, STOPPED, GatewayRecord, SensorRecord
 from notip.simulator.provisioning import Credentials
 from notip.simulator.settings import Settings
 from notip.simulator.store import Store
+from notip.simulator.telemetry import TelemetryFlusher
 from notip.simulator.tls import TlsContexts
 
 log = logging.getLogger("notip.simulator.registry")
@@ -97,6 +98,7 @@ class Registry:
         *,
         deps: GatewayDeps | None = None,
         runtime_factory: RuntimeFactory = GatewayRuntime,
+        telemetry: TelemetryFlusher | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -105,7 +107,12 @@ class Registry:
         self.hub = hub or EventHub()
         self.tls = TlsContexts(settings)
         self.deps = deps or GatewayDeps(
-            settings=settings, metrics=metrics, store=store, hub=self.hub, tls_for=self.tls
+            settings=settings,
+            metrics=metrics,
+            store=store,
+            hub=self.hub,
+            tls_for=self.tls,
+            telemetry=telemetry,
         )
         self.runtime_factory = runtime_factory
         self._gateways: dict[str, GatewayRecord] = {}

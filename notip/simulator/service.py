@@ -3,15 +3,17 @@
 ```
 open_loop (the caller's: bridge.run / aio_loop / notip dev)
 └── nursery
+    ├── telemetry flusher (telemetry.py): every gateway's buffered envelopes → NATS,
+    │   many gateways per bridge call; PubAcks settled in bulk (notip.jetstream.acks)
     ├── registry nursery (registry.py): restores stored gateways (RECOVERY_MODE)
     │   └── one nursery per running gateway (gateway.py)
-    │       ├── publisher   ├── link → commands   └── anomalies
+    │       ├── publisher → ready   ├── link → commands   └── anomalies
     ├── REST gateway (hypercorn on Trio, rest_gateway.py)   HTTP_ADDR
     ├── gRPC server (grpc.aio on the trio-asyncio loop)      GRPC_ADDR
     ├── /metrics, /healthz (httpserve.standard_routes)       METRICS_ADDR
     └── decommission listener (durable simulator-decommission)
 ```
-Start-up: store → registry (gateways restored) → REST → gRPC → metrics → decommission
+Start-up: store → telemetry flusher → registry (gateways restored) → REST → gRPC → metrics → decommission
 listener bound → ready. Shutdown is the outer cancel: every gateway closes its NATS
 connection in a shielded, time-limited scope (a command being executed sends its ack
 first), the gRPC server stops in its shielded finally, then the store closes.
@@ -32,6 +34,7 @@ from notip.simulator.provisioning import ProvisioningClient
 from notip.simulator.registry import Registry
 from notip.simulator.settings import Settings
 from notip.simulator.store import Store
+from notip.simulator.telemetry import TelemetryFlusher
 
 log = logging.getLogger("notip.simulator")
 
@@ -53,6 +56,7 @@ class Simulator:
     metrics: Metrics
     registry: Registry
     ops: grpc_api.Operations
+    telemetry: TelemetryFlusher
 
 
 def build(settings: Settings) -> tuple[Simulator, ProvisioningClient]:
@@ -63,9 +67,10 @@ def build(settings: Settings) -> tuple[Simulator, ProvisioningClient]:
         timeout_s=settings.provisioning_timeout_s,
         backoff_s=settings.provisioning_backoff_s,
     )
-    registry = Registry(settings, store, metrics, provisioning)
+    telemetry = TelemetryFlusher(settings.publish_timeout_s)
+    registry = Registry(settings, store, metrics, provisioning, telemetry=telemetry)
     return Simulator(
-        settings, store, metrics, registry, grpc_api.Operations(registry)
+        settings, store, metrics, registry, grpc_api.Operations(registry), telemetry
     ), provisioning
 
 
@@ -90,6 +95,7 @@ async def run(
         "service certificate)",
     )
     async with trio.open_nursery() as nursery:
+        await nursery.start(sim.telemetry.run)
         await nursery.start(sim.registry.run)
         http_port = await nursery.start(serve_http, rest_gateway.create_app(sim.ops), s.http_addr)
         grpc_port = await nursery.start(grpc_api.serve, sim.ops, s.grpc_addr)

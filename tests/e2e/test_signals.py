@@ -19,7 +19,7 @@ import pytest
 import trio
 
 from notip.devstack import DEMO_TENANT, DevInfo, DevPaths
-from notip.localservers import free_port
+from notip.localservers import free_port, free_port_outside_ephemeral
 from notip.pki import PkiPaths
 from tests.waiting import eventually
 
@@ -369,20 +369,24 @@ async def dev_state(tmp_path: Path) -> Path:
 async def test_dev_stops_gracefully_and_leaves_no_server_behind(
     dev_state: Path, logs: Path, sig: signal.Signals
 ) -> None:
-    ports = {
-        name: free_port()
-        for name in (
-            "nats",
-            "pg",
-            "mgmt",
-            "provisioning",
-            "sim-http",
-            "sim-grpc",
-            "consumer-metrics",
-            "sim-metrics",
-            "nats-auth-metrics",
-        )
-    }
+    # Outside the ephemeral range: `notip dev` picks its servers' other ports (NATS
+    # monitoring, ...) with bind(0), which could otherwise return one of these before
+    # the daemon meant to have it binds it.
+    names = (
+        "nats",
+        "pg",
+        "mgmt",
+        "provisioning",
+        "sim-http",
+        "sim-grpc",
+        "consumer-metrics",
+        "sim-metrics",
+        "nats-auth-metrics",
+    )
+    picked: set[int] = set()
+    while len(picked) < len(names):  # distinct: each pick is released before the next
+        picked.add(free_port_outside_ephemeral())
+    ports = dict(zip(names, sorted(picked), strict=True))
     args = ["dev", "--state-dir", str(dev_state), "--gateways", "1", "--send-frequency-ms", "200"]
     for name, port in ports.items():
         args += [f"--{name}-port", str(port)]

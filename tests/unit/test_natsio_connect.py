@@ -83,6 +83,39 @@ async def test_a_connection_the_server_never_confirmed_is_retried(aio_loop: None
         nursery.cancel_scope.cancel()
 
 
+async def test_a_failed_first_attempt_is_retried_on_a_fresh_client_by_our_backoff(
+    aio_loop: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """nats-py would retry a failed first attempt itself, forever and silently, on the
+    same client; `connect` takes the retry over (a fresh client, its backoff, a
+    warning), so a gateway can never stay stuck in that loop unseen."""
+    server = ScriptedServer([b"", b"PONG\r\n"])  # the first attempt is never answered
+    errors: list[BaseException] = []
+    with caplog.at_level(logging.WARNING, logger="notip.nats"):
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(
+                partial(trio.serve_tcp, server.handle, 0, host="127.0.0.1")
+            )
+            port = listeners[0].socket.getsockname()[1]
+            with trio.fail_after(30):
+                nc = await natsio.connect(
+                    f"nats://127.0.0.1:{port}",
+                    ssl.create_default_context(),
+                    name="probe",
+                    events=natsio.ConnectionEvents(on_error=errors.append),
+                    connect_timeout=1,
+                )
+            try:
+                assert nc.is_connected
+                assert server.attempts == 2
+            finally:
+                await natsio.drain(nc)
+            nursery.cancel_scope.cancel()
+    assert len(errors) == 1 and isinstance(errors[0], TimeoutError)
+    failed = [r for r in caplog.records if r.getMessage().startswith("nats connect failed")]
+    assert len(failed) == 1
+
+
 async def test_a_single_attempt_the_server_never_confirmed_fails(aio_loop: None) -> None:
     server = ScriptedServer([b"PING\r\n"])
     async with trio.open_nursery() as nursery:
