@@ -38,7 +38,7 @@ def test_config_error_names_the_variables_and_exits_2(tmp_path: Path) -> None:
 def test_tune_gc_freezes_the_start_up_heap_and_raises_the_thresholds() -> None:
     import gc
 
-    from notip.consumer.cli import GC_THRESHOLDS, tune_gc
+    from notip.gctuning import GC_THRESHOLDS, tune_gc
 
     before = gc.get_threshold()
     try:
