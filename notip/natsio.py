@@ -208,9 +208,11 @@ async def connect(
                 await bridge.call(nc.connect, **options)
             _confirmed(nc)
         except trio.TooSlowError:
+            first_attempt[0] = False  # an error while closing is only logged
             await bridge.shielded(nc.close, timeout=2)
             raise TimeoutError(f"no connection within {attempt_s:g}s") from None
         except _CONNECT_ERRORS:
+            first_attempt[0] = False
             await bridge.shielded(nc.close, timeout=2)
             raise
         finally:
